@@ -1,0 +1,11 @@
+"""companion: the tested code behind *Gradients Through Randomness*.
+
+Each module holds one idea of the book:
+
+- :mod:`companion.montecarlo`: Monte Carlo estimates with standard errors (Chapter 1).
+- :mod:`companion.checks`: the numerical checks that follow every derivation.
+- :mod:`companion.seeding`: one call to seed every generator.
+- :mod:`companion.plotting`: the book's figure style and its recurring plots.
+"""
+
+__version__ = "0.1.0"

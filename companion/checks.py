@@ -1,0 +1,211 @@
+"""Numerical checks: every formula the book derives is compared with an independent number.
+
+A check compares an ``estimate`` with an ``exact`` value and prints one line::
+
+    ✓ E[x²] under N(1, 2²): 5.0171 ± 0.0289 | exact 5.0000 | 0.59 se (limit 3.29 se)
+
+When the estimate is random (Monte Carlo), give its standard error: the check passes when
+|estimate - exact| <= z * stderr, where z is the two-sided normal quantile for the chosen
+false-alarm rate, Bonferroni-corrected over the compared coordinates (z = 3.29 for one
+coordinate at the default rate 1e-3). A true formula then fails with probability at most
+``false_alarm``; a wrong one is caught once its error is several standard errors wide.
+
+When the estimate is deterministic (quadrature, autograd, a closed form), give explicit
+``rtol``/``atol`` instead, with the usual meaning |estimate - exact| <= atol + rtol |exact|.
+
+A failed check raises ``AssertionError`` carrying the same line, so an executed notebook,
+nbval and the book build all fail loudly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import torch
+
+from ._validation import as_tensor, check_finite, check_probability, describe
+from .montecarlo import summarize
+
+DEFAULT_FALSE_ALARM = 1e-3
+"""Per-check probability that a true formula fails its check."""
+
+
+def critical_z(false_alarm: float = DEFAULT_FALSE_ALARM, num_comparisons: int = 1) -> float:
+    """Two-sided normal quantile z with P(|Z| > z) = false_alarm / num_comparisons.
+
+    Dividing the rate by the number of compared coordinates (Bonferroni) keeps the chance
+    that *any* of them fails at most ``false_alarm``.
+
+    Example:
+        >>> round(critical_z(0.05), 2)
+        1.96
+    """
+    false_alarm = check_probability("false_alarm", false_alarm)
+    if isinstance(num_comparisons, bool) or not isinstance(num_comparisons, int):
+        raise TypeError(f"num_comparisons must be an integer >= 1, got {describe(num_comparisons)}")
+    if num_comparisons < 1:
+        raise ValueError(f"num_comparisons must be an integer >= 1, got {num_comparisons}")
+    return NormalDist().inv_cdf(1 - false_alarm / (2 * num_comparisons))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check; ``str(result)`` is the line the check printed.
+
+    Attributes:
+        label: what was checked.
+        estimate, exact: the compared values (float64, broadcast to a common shape).
+        stderr: the estimate's standard error, or None for a deterministic check.
+        distance: |estimate - exact| / stderr (standard errors apart) for a statistical
+            check, |estimate - exact| for a deterministic one; same shape as ``estimate``.
+        limit: the largest allowed distance: z, or the tolerance atol + rtol |exact|.
+        passed: whether every coordinate is within its limit.
+    """
+
+    label: str
+    estimate: torch.Tensor
+    exact: torch.Tensor
+    stderr: torch.Tensor | None
+    distance: torch.Tensor
+    limit: torch.Tensor
+    passed: bool
+
+    def __str__(self) -> str:
+        mark = "✓" if self.passed else "✗ FAILED"
+        if self.stderr is not None:
+            value = f"{_fmt(self.estimate)} ± {_fmt(self.stderr)}"
+            worst = f"{self.distance.max().item():.2f} se (limit {self.limit.max().item():.2f} se)"
+            if self.distance.numel() > 1:
+                worst = "max " + worst
+        else:
+            value = _fmt(self.estimate)
+            worst = f"|Δ| {_fmt(self.distance.max(), 2)} (tolerance {_fmt(self.limit.max(), 2)})"
+            if self.distance.numel() > 1:
+                worst = "max " + worst
+        return f"{mark} {self.label}: {value} | exact {_fmt(self.exact)} | {worst}"
+
+
+def _fmt(t: torch.Tensor, digits: int = 4) -> str:
+    """Compact text for a scalar or a short vector; long tensors are summarized."""
+    t = t.detach().cpu()
+    if t.numel() == 1:
+        x = t.item()
+        return f"{x:.{digits}g}" if (abs(x) >= 1e4 or 0 < abs(x) < 1e-3) else f"{x:.{digits}f}"
+    if t.numel() <= 6:
+        return "[" + ", ".join(_fmt(v, digits) for v in t.flatten()) + "]"
+    return f"<{t.numel()} values, {_fmt(t.min(), digits)}..{_fmt(t.max(), digits)}>"
+
+
+def check_close(
+    label: str,
+    estimate,
+    exact,
+    *,
+    stderr=None,
+    false_alarm: float = DEFAULT_FALSE_ALARM,
+    rtol: float | None = None,
+    atol: float | None = None,
+    verbose: bool = True,
+) -> CheckResult:
+    """Compare ``estimate`` with ``exact``; print one line; raise AssertionError on failure.
+
+    Args:
+        label: what is being checked, e.g. ``"E[cos(ωx)] under N(μ, σ²)"``.
+        estimate: number, array or tensor, shape ``(*shape)``.
+        exact: the reference value, broadcastable to ``estimate``.
+        stderr: the estimate's standard error, broadcastable to ``estimate``, or None.
+        false_alarm: with ``stderr``: the probability that a correct estimate fails.
+        rtol, atol: without ``stderr``: the tolerance atol + rtol |exact| (at least one).
+        verbose: print the line (the default, as in the book).
+
+    Returns:
+        The :class:`CheckResult`, when the check passes.
+
+    Raises:
+        AssertionError: the check failed; the message is the printed line.
+        ValueError, TypeError: malformed input (shapes, non-finite values, tolerances).
+    """
+    if not isinstance(label, str) or not label:
+        raise TypeError(f"label must be a non-empty string, got {describe(label)}")
+    est = check_finite("estimate", as_tensor("estimate", estimate, dtype=torch.float64))
+    ref = check_finite("exact", as_tensor("exact", exact, dtype=torch.float64))
+    try:
+        est, ref = torch.broadcast_tensors(est, ref.to(est.device))
+    except RuntimeError as err:
+        raise ValueError(
+            f"exact must broadcast to the shape of estimate {tuple(est.shape)}, "
+            f"got shape {tuple(ref.shape)}"
+        ) from err
+    gap = (est - ref).abs()
+    if stderr is not None:
+        if rtol is not None or atol is not None:
+            raise ValueError(
+                "give either stderr (a statistical check) or rtol/atol (a deterministic "
+                f"check), not both; got stderr and rtol={rtol}, atol={atol}"
+            )
+        se = check_finite("stderr", as_tensor("stderr", stderr, dtype=torch.float64)).to(est.device)
+        if (se < 0).any():
+            raise ValueError(f"stderr must be >= 0, got minimum {se.min().item()}")
+        try:
+            se = torch.broadcast_to(se, est.shape)
+        except RuntimeError as err:
+            raise ValueError(
+                f"stderr must broadcast to the shape of estimate {tuple(est.shape)}, "
+                f"got shape {tuple(se.shape)}"
+            ) from err
+        z = critical_z(false_alarm, max(est.numel(), 1))
+        # 0/0 (an exact estimate with zero stderr) is zero standard errors away.
+        distance = torch.where(gap == 0, torch.zeros_like(gap), gap / se)
+        limit = torch.full_like(gap, z)
+    else:
+        if rtol is None and atol is None:
+            raise ValueError(
+                "a check needs stderr (for a random estimate) or rtol/atol (for a "
+                "deterministic one); got neither"
+            )
+        rtol_v = _tolerance("rtol", rtol)
+        atol_v = _tolerance("atol", atol)
+        se = None
+        distance = gap
+        limit = atol_v + rtol_v * ref.abs()
+    result = CheckResult(
+        label=label,
+        estimate=est,
+        exact=ref,
+        stderr=se,
+        distance=distance,
+        limit=limit,
+        passed=bool((distance <= limit).all()),
+    )
+    if verbose:
+        print(result)
+    if not result.passed:
+        raise AssertionError(str(result))
+    return result
+
+
+def _tolerance(name: str, value) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number >= 0, got {describe(value)}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value}")
+    return float(value)
+
+
+def check_mc(label: str, values, exact, *, false_alarm: float = DEFAULT_FALSE_ALARM,
+             verbose: bool = True) -> CheckResult:
+    """Check that the mean of independent per-sample ``values`` estimates ``exact``.
+
+    Shorthand for ``check_close(label, m.mean, exact, stderr=m.stderr)`` with
+    ``m = summarize(values)``.
+
+    Args:
+        values: shape ``(N, *shape)``, N >= 2 independent samples along dimension 0.
+        exact: broadcastable to ``(*shape)``.
+    """
+    estimate = summarize(values)
+    return check_close(label, estimate.mean, exact, stderr=estimate.stderr,
+                       false_alarm=false_alarm, verbose=verbose)

@@ -1,0 +1,110 @@
+"""Notebook hygiene rules of the book, as functions that return a list of problems.
+
+tests/test_notebooks.py applies them to the repository and shows, on notebooks it breaks
+on purpose, that each rule catches what it is meant to catch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BOOTSTRAP_TEMPLATE = '''\
+# Install the companion package when it is missing (Colab, a fresh environment).
+import importlib.util, subprocess, sys
+if importlib.util.find_spec("companion") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "git+{url}@{branch}"], check=True)'''
+"""The first code cell of every notebook, filled in from _config.yml's repository."""
+
+SEED_CALL = re.compile(r"\bseed_everything\(\s*\d+\s*\)")
+INSTALL_URL = re.compile(r"git\+(\S+?)@")
+
+
+def load_config(root: Path = ROOT) -> dict:
+    return yaml.safe_load((root / "_config.yml").read_text())
+
+
+def bootstrap_source(config: dict) -> str:
+    """The bootstrap cell's source for the repository named in ``config``."""
+    repo = config["repository"]
+    return BOOTSTRAP_TEMPLATE.format(url=repo["url"], branch=repo["branch"])
+
+
+def toc_files(root: Path = ROOT) -> list[str]:
+    """Every ``file:`` entry of _toc.yml (the root included), without suffix."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    found = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                found.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc.get("parts", toc.get("chapters", [])))
+    return found
+
+
+def toc_problems(root: Path = ROOT) -> list[str]:
+    """Notebooks in book/ missing from the toc, and toc entries with no file."""
+    problems = []
+    entries = toc_files(root)
+    for entry in entries:
+        if not any((root / f"{entry}{suffix}").exists() for suffix in (".ipynb", ".md")):
+            problems.append(f"_toc.yml lists {entry}, which has no .ipynb or .md file")
+    listed = {f"{entry}.ipynb" for entry in entries}
+    for path in sorted((root / "book").rglob("*.ipynb")):
+        rel = path.relative_to(root).as_posix()
+        if ".ipynb_checkpoints" not in rel and rel not in listed:
+            problems.append(f"{rel} is not listed in _toc.yml")
+    return problems
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+
+
+def source(cell: dict) -> str:
+    text = cell["source"]
+    return "".join(text) if isinstance(text, list) else text
+
+
+def notebook_problems(path: Path, config: dict) -> list[str]:
+    """Everything wrong with one notebook, as readable lines (empty when it is clean)."""
+    name = path.name
+    try:
+        nb = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        return [f"{name}: not valid JSON ({err})"]
+    problems = []
+    kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
+    if kernel != "python3":
+        problems.append(f"{name}: kernelspec is {kernel!r}, expected 'python3'")
+    cells = code_cells(nb)
+    for index, cell in enumerate(cells):
+        if cell.get("outputs"):
+            problems.append(f"{name}: code cell {index} has stored outputs")
+        if cell.get("execution_count") is not None:
+            problems.append(f"{name}: code cell {index} has an execution count")
+    if not cells:
+        return problems + [f"{name}: has no code cells"]
+    first = source(cells[0])
+    urls = INSTALL_URL.findall(first)
+    expected_url = config["repository"]["url"]
+    if urls and urls[0] != expected_url:
+        problems.append(f"{name}: bootstrap installs from {urls[0]}, but _config.yml says {expected_url}")
+    elif first != bootstrap_source(config):
+        problems.append(f"{name}: the first code cell is not the bootstrap cell of tests/hygiene.py")
+    if not any(SEED_CALL.search(source(cell)) for cell in cells[1:3]):
+        problems.append(f"{name}: neither of the two cells after the bootstrap calls seed_everything(<int>)")
+    return problems

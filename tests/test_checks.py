@@ -1,0 +1,131 @@
+"""Tests of companion.checks: exact behaviour of the check helper, and its error rates."""
+
+import math
+
+import pytest
+import torch
+
+from companion.checks import DEFAULT_FALSE_ALARM, CheckResult, check_close, check_mc, critical_z
+from companion.montecarlo import summarize
+
+
+def test_critical_z_matches_normal_quantiles():
+    assert critical_z(0.05) == pytest.approx(1.959964, abs=1e-6)
+    assert critical_z(1e-3) == pytest.approx(3.290527, abs=1e-6)
+    # Bonferroni over 10 coordinates at 0.05 is the single-coordinate z at 0.005.
+    assert critical_z(0.05, 10) == pytest.approx(critical_z(0.005), abs=1e-12)
+
+
+def test_statistical_check_passes_within_z_stderr_and_prints_one_line(capsys):
+    result = check_close("mean", 1.3, 1.0, stderr=0.1)  # 3 se < 3.29 se
+    line = capsys.readouterr().out.strip()
+    assert isinstance(result, CheckResult) and result.passed
+    assert line.count("\n") == 0
+    assert line.startswith("✓ mean: 1.3000 ± 0.1000 | exact 1.0000 | 3.00 se (limit 3.29 se)")
+    assert float(result.distance) == pytest.approx(3.0)
+
+
+def test_statistical_check_fails_beyond_z_stderr_with_the_same_line(capsys):
+    with pytest.raises(AssertionError) as info:
+        check_close("mean", 1.34, 1.0, stderr=0.1)  # 3.4 se > 3.29 se
+    printed = capsys.readouterr().out.strip()
+    assert str(info.value) == printed
+    assert "FAILED mean" in printed and "3.40 se" in printed
+
+
+def test_false_alarm_sets_the_limit():
+    check_close("loose", 1.25, 1.0, stderr=0.1, verbose=False)  # 2.5 se < 3.29 se at 1e-3
+    with pytest.raises(AssertionError):
+        check_close("tight", 1.25, 1.0, stderr=0.1, false_alarm=0.05, verbose=False)  # > 1.96 se
+
+
+def test_vector_check_uses_bonferroni_over_coordinates():
+    z4 = critical_z(DEFAULT_FALSE_ALARM, 4)
+    est = torch.tensor([0.0, 0.0, 0.0, (z4 - 0.01) * 0.1])
+    result = check_close("vector", est, 0.0, stderr=0.1, verbose=False)
+    assert float(result.limit.max()) == pytest.approx(z4)
+    with pytest.raises(AssertionError):
+        check_close("vector", est + 0.002, 0.0, stderr=0.1, verbose=False)
+
+
+def test_deterministic_check_uses_rtol_and_atol():
+    check_close("exact", 1.0 + 1e-9, 1.0, rtol=1e-8, verbose=False)
+    check_close("exact", [1.0, 100.5], [1.0, 100.0], rtol=1e-2, verbose=False)
+    with pytest.raises(AssertionError, match=r"\|Δ\|"):
+        check_close("exact", 1.1, 1.0, atol=0.05, verbose=False)
+
+
+def test_zero_stderr_and_exact_equality_pass():
+    assert check_close("deterministic", 2.0, 2.0, stderr=0.0, verbose=False).passed
+    with pytest.raises(AssertionError):
+        check_close("deterministic", 2.0, 2.1, stderr=0.0, verbose=False)
+
+
+def test_check_mc_summarizes_samples(capsys):
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    result = check_mc("mean of 1..4", values, 2.5)
+    assert float(result.estimate) == 2.5
+    assert float(result.stderr) == pytest.approx(values.std().item() / 2)
+    assert "mean of 1..4: 2.5000 ± 0.6455" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(estimate=float("nan"), exact=1.0, stderr=0.1), ValueError, "estimate must be finite"),
+        (dict(estimate=1.0, exact=float("inf"), stderr=0.1), ValueError, "exact must be finite"),
+        (dict(estimate=1.0, exact=1.0, stderr=-0.1), ValueError, "stderr must be >= 0"),
+        (dict(estimate=1.0, exact=1.0), ValueError, "got neither"),
+        (dict(estimate=1.0, exact=1.0, stderr=0.1, rtol=0.1), ValueError, "not both"),
+        (dict(estimate=[1.0, 2.0], exact=[1.0, 2.0, 3.0], rtol=0.1), ValueError, "broadcast"),
+        (dict(estimate=[1.0, 2.0], exact=1.0, stderr=[0.1, 0.1, 0.1]), ValueError, "stderr must broadcast"),
+        (dict(estimate="1.0", exact=1.0, rtol=0.1), TypeError, "estimate must be a number"),
+        (dict(estimate=1.0, exact=1.0, rtol=-1.0), ValueError, "rtol must be a number >= 0"),
+        (dict(estimate=1.0, exact=1.0, stderr=0.1, false_alarm=1.5), ValueError, "false_alarm must be in"),
+    ],
+)
+def test_bad_input_names_the_argument(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        check_close("bad", **kwargs, verbose=False)
+
+
+def test_label_must_be_text():
+    with pytest.raises(TypeError, match="label must be a non-empty string"):
+        check_close(3, 1.0, 1.0, rtol=0.1)
+
+
+def _distances(bias_factor, num_samples, repetitions, seed):
+    """|mean - exact| / stderr for `repetitions` independent checks of E[x^2] = 5 under N(1, 2^2).
+
+    The estimate is multiplied by `bias_factor` to inject a relative bias.
+    """
+    torch.manual_seed(seed)
+    x = torch.distributions.Normal(1.0, 2.0).sample((num_samples, repetitions)).double()
+    est = summarize(x**2)  # one check per column: mean and stderr shaped (repetitions,)
+    return (bias_factor * est.mean - 5.0).abs() / est.stderr
+
+
+def test_false_alarm_rate_is_near_its_target():
+    """Test the tests: correct estimates fail at the advertised rate.
+
+    20,000 checks at a 5% false-alarm rate; the observed failure fraction has binomial
+    standard error 0.0015, so it is compared with 0.05 within 3.29 such standard errors
+    (the t-vs-normal and skewness corrections at N = 1,000 are below 0.001).
+    """
+    repetitions = 20_000
+    distances = _distances(1.0, 1_000, repetitions, seed=0)
+    rate = (distances > critical_z(0.05)).double().mean().item()
+    binomial_se = math.sqrt(0.05 * 0.95 / repetitions)
+    check_close("false-alarm rate at 5%", rate, 0.05, stderr=binomial_se)
+
+
+def test_injected_bias_is_caught():
+    """Test the tests: a 10% relative error (x1.1) fails the check almost every time.
+
+    With N = 10,000 the stderr of E[x^2] is sqrt(48 / N) = 0.069, so a bias of 0.5 is
+    7.2 standard errors, far past the 3.29 limit; the smallest bias this check detects
+    half of the time is 3.29 * 0.069 = 0.23, a 4.5% relative error.
+    """
+    distances = _distances(1.1, 10_000, 200, seed=1)
+    caught = (distances > critical_z(DEFAULT_FALSE_ALARM)).double().mean().item()
+    assert caught == 1.0, f"bias x1.1 caught in only {caught:.1%} of checks"

@@ -1,0 +1,42 @@
+"""The environments agree: Binder pins what requirements.txt pins, and torch stays CPU-sized."""
+
+import re
+
+from hygiene import ROOT
+
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)")
+
+
+def pins(path):
+    found = {}
+    for line in path.read_text().splitlines():
+        match = PIN.match(line.strip())
+        if match:
+            found[match.group(1).lower()] = match.group(2)
+    return found
+
+
+def test_every_direct_requirement_is_pinned_exactly():
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "-c ")):
+            assert PIN.match(line), f"requirements.txt: {line!r} is not pinned with =="
+
+
+def test_binder_pins_match_requirements():
+    book, binder = pins(ROOT / "requirements.txt"), pins(ROOT / "binder" / "requirements.txt")
+    assert binder, "binder/requirements.txt pins nothing"
+    mismatched = {name: (version, book.get(name)) for name, version in binder.items()
+                  if book.get(name) != version}
+    assert mismatched == {}, f"binder vs requirements.txt: {mismatched}"
+
+
+def test_torch_is_the_cpu_build_everywhere():
+    assert pins(ROOT / "requirements.txt")["torch"] == "2.13.0"
+    binder = (ROOT / "binder" / "requirements.txt").read_text()
+    assert "download.pytorch.org/whl/cpu" in binder
+    for path in (ROOT / "requirements.txt", ROOT / "binder" / "requirements.txt",
+                 ROOT / "constraints.txt"):
+        lines = [line.split("#")[0] for line in path.read_text().lower().splitlines()]
+        text = "\n".join(lines)
+        assert "torchvision" not in text and "torchaudio" not in text and "nvidia-" not in text, path
