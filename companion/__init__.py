@@ -6,6 +6,8 @@ Each module holds one idea of the book:
 - :mod:`companion.checks`: the numerical checks that follow every derivation.
 - :mod:`companion.seeding`: one call to seed every generator.
 - :mod:`companion.plotting`: the book's figure style and its recurring plots.
+- :mod:`companion.data`: the embedded digits data set and an opt-in MNIST loader (Chapter 5).
+- :mod:`companion.relaxations`: Gumbel-max, Gumbel-softmax (Concrete) and straight-through (Chapter 6).
 """
 
 __version__ = "0.1.0"

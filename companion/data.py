@@ -1,0 +1,267 @@
+"""The data sets of the VAE chapter: scikit-learn's embedded digits, and MNIST on request.
+
+:func:`load_digits` is the book's default: the 1,797 8x8 digits that ship inside
+scikit-learn, so Chapter 5 runs offline and in seconds. :func:`load_mnist` reads the classic
+MNIST IDX files, downloading them only when asked and checking every file against a table of
+digests. Both return a :class:`Dataset` with images flattened to rows in [0, 1].
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import struct
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ._validation import check_positive_int, describe
+
+DIGITS_SPLIT_SEED = 0  # seeds the torch.Generator whose permutation splits the digits
+MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # or load_mnist(mirror=...)
+
+MNIST_CHECKSUMS = {
+    # filename: (hashlib algorithm, hex digest). The published MD5 sums (as in torchvision);
+    # "sha256" entries are checked the same way, so the table can be upgraded in place.
+    "train-images-idx3-ubyte.gz": ("md5", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    "train-labels-idx1-ubyte.gz": ("md5", "d53e105ee54ea40749a09fcbcd1e9432"),
+    "t10k-images-idx3-ubyte.gz": ("md5", "9fb629c4189551a2d022fa330f9573f3"),
+    "t10k-labels-idx1-ubyte.gz": ("md5", "ec29112dd5afa0611ce80d1b7f02629c"),
+}
+
+_MNIST_SPLITS = (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),  # (images,
+                 ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))  # labels) files
+_IDX_UBYTE = 0x08  # IDX dtype code of unsigned bytes, the only one MNIST uses
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images flattened to rows with values in [0, 1], and their integer labels.
+
+    Attributes:
+        train_x: training images, shape ``(n_train, H * W)``, floating point in [0, 1].
+        train_y: their labels, shape ``(n_train,)``, int64 in 0..9.
+        test_x: held-out images, shape ``(n_test, H * W)``.
+        test_y: their labels, shape ``(n_test,)``.
+        image_shape: ``(H, W)``; ``x.reshape(-1, *image_shape)`` gives images to plot.
+        description: where the data come from and how they were split.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    image_shape: tuple[int, int]
+    description: str
+
+    def __repr__(self) -> str:
+        return (f"Dataset(train_x={tuple(self.train_x.shape)}, test_x={tuple(self.test_x.shape)}, "
+                f"image_shape={self.image_shape}, dtype={self.train_x.dtype})")
+
+
+def _check_dtype_device(dtype, device) -> torch.device:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {describe(dtype)}")
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be None, a string or a torch.device, got {describe(device)}")
+    try:
+        return torch.device("cpu" if device is None else device)
+    except RuntimeError as err:
+        raise ValueError(f"device must name a torch device such as 'cpu', got {device!r}") from err
+
+
+def load_digits(test_size: int = 300, *, dtype: torch.dtype = torch.float32,
+                device=None) -> Dataset:
+    """scikit-learn's 1,797 8x8 handwritten digits, split into train and test; Chapter 5's data.
+
+    Pixels are integers 0..16 in the original, divided by 16 here. The split is fixed: a
+    permutation from a ``torch.Generator`` seeded with :data:`DIGITS_SPLIT_SEED` (never the
+    global generator); its first ``test_size`` indices, sorted, form the test set and the rest,
+    sorted, the training set. The default gives 1,497 train and 300 test images.
+
+    Args:
+        test_size: number of test images, an integer in [1, 1796].
+        dtype: floating dtype of the images.
+        device: where the tensors live (default CPU).
+
+    Returns:
+        A :class:`Dataset` with ``train_x`` of shape ``(1797 - test_size, 64)``, ``test_x`` of
+        shape ``(test_size, 64)``, int64 labels and ``image_shape == (8, 8)``.
+
+    Example:
+        >>> data = load_digits()
+        >>> data.train_x.shape, data.test_x.shape, data.image_shape
+        (torch.Size([1497, 64]), torch.Size([300, 64]), (8, 8))
+    """
+    test_size = check_positive_int("test_size", test_size)
+    device = _check_dtype_device(dtype, device)
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError as err:
+        raise ImportError("load_digits needs scikit-learn: pip install scikit-learn") from err
+    raw = sklearn_digits()
+    x = torch.as_tensor(raw.data, dtype=torch.float64) / 16.0  # (1797, 64), pixels 0..16
+    y = torch.as_tensor(raw.target, dtype=torch.int64)  # (1797,)
+    n = x.shape[0]
+    if test_size >= n:
+        raise ValueError(f"test_size must be an integer in [1, {n - 1}], got {test_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
+    test, train = perm[:test_size].sort().values, perm[test_size:].sort().values
+    x, y = x.to(dtype=dtype, device=device), y.to(device=device)
+    return Dataset(x[train], y[train], x[test], y[test], (8, 8),
+                   f"scikit-learn digits (UCI optical recognition of handwritten digits): "
+                   f"{n} 8x8 images, pixels 0..16 divided by 16; {n - test_size} train / "
+                   f"{test_size} test, split by a permutation seeded with {DIGITS_SPLIT_SEED}")
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(url: str, path: Path, algorithm: str, expected: str) -> None:
+    """Fetch ``url`` into a temporary file next to ``path``; rename it only once it verifies."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        h = hashlib.new(algorithm)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        h.update(chunk)
+            except OSError as err:  # URLError, HTTPError, timeouts, dropped connections
+                raise OSError(f"could not download {url} to {path}: {err}") from err
+        if h.hexdigest() != expected.lower():
+            raise ValueError(f"checksum mismatch for {path.name} downloaded from {url}: expected "
+                             f"{algorithm} {expected}, got {h.hexdigest()}; nothing was saved")
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; data files are not secrets
+        os.replace(tmp, path)
+    except BaseException:  # also KeyboardInterrupt: never leave a partial file behind
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """Parse a gzip'd IDX file of unsigned bytes with ``ndim`` dimensions into a uint8 tensor.
+
+    Layout: magic (two zero bytes, dtype code 0x08, ndim), ndim big-endian uint32 sizes, then
+    prod(sizes) bytes in row-major order (magic 0x00000803 for images, 0x00000801 for labels).
+    """
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"{path}: not a readable gzip file ({err})") from err
+    if len(raw) < 4 or raw[:2] != b"\x00\x00":
+        raise ValueError(f"{path}: not an IDX file, magic number {raw[:4].hex() or 'missing'} "
+                         f"(expected 0x{_IDX_UBYTE << 8 | ndim:08x})")
+    if raw[2] != _IDX_UBYTE:
+        raise ValueError(f"{path}: IDX dtype code 0x{raw[2]:02x}, expected 0x08 (unsigned byte)")
+    if raw[3] != ndim:
+        raise ValueError(f"{path}: IDX file with {raw[3]} dimensions, expected {ndim}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated header, {len(raw)} bytes (expected {header})")
+    sizes = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = math.prod(sizes)
+    if len(raw) - header != expected:
+        problem = "truncated" if len(raw) - header < expected else "trailing bytes"
+        raise ValueError(f"{path}: {problem}, dimensions {sizes} need {expected} data bytes, "
+                         f"found {len(raw) - header}")
+    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(sizes)
+
+
+def _check_checksums(checksums) -> dict:
+    if not isinstance(checksums, Mapping):
+        raise TypeError(f"checksums must map file name to (algorithm, hex digest), "
+                        f"got {describe(checksums)}")
+    for name in (n for pair in _MNIST_SPLITS for n in pair):
+        entry = checksums.get(name)
+        valid = isinstance(entry, tuple) and len(entry) == 2
+        if not (valid and all(isinstance(e, str) for e in entry)
+                and entry[0] in hashlib.algorithms_available):
+            raise ValueError(f"checksums[{name!r}] must be (algorithm, hex digest) with an "
+                             f"algorithm hashlib knows, e.g. ('sha256', '...'), got {entry!r}")
+    return checksums
+
+
+def _ensure_file(path: Path, download: bool, mirror: str, checksum, verify: bool) -> Path:
+    """Return ``path`` once it exists and matches ``checksum``, downloading it if allowed."""
+    algorithm, expected = checksum
+    if not path.is_file():
+        if not download:
+            raise FileNotFoundError(f"MNIST file {path} not found; pass download=True "
+                                    f"to fetch it from {mirror}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _download(mirror.rstrip("/") + "/" + path.name, path, algorithm, expected)
+    elif verify and (actual := _digest(path, algorithm)) != expected.lower():
+        raise ValueError(f"checksum mismatch for {path}: expected {algorithm} {expected}, "
+                         f"got {actual}; delete the file and pass download=True")
+    return path
+
+
+def load_mnist(root, download: bool = False, *, mirror: str = MNIST_MIRROR,
+               checksums: Mapping = MNIST_CHECKSUMS, verify: bool = True,
+               dtype: torch.dtype = torch.float32, device=None) -> Dataset:
+    """MNIST's 60,000 train and 10,000 test 28x28 digits, read from the IDX files under ``root``.
+
+    The four gzip'd files (the keys of :data:`MNIST_CHECKSUMS`) are read from ``root``. A
+    missing file raises ``FileNotFoundError`` unless ``download=True``, which fetches it from
+    ``mirror`` into a temporary file in ``root`` and renames it only after its digest matches
+    ``checksums``; on any failure the temporary file is removed. With ``verify=True`` files
+    already on disk are checked too. Pixels 0..255 are divided by 255. The book uses MNIST
+    only as an opt-in alternative to :func:`load_digits` in Chapter 5.
+
+    Args:
+        root: directory holding (or to receive) the files.
+        download: fetch missing files from ``mirror``.
+        mirror: base URL; file names are appended to it.
+        checksums: file name -> (hashlib algorithm, hex digest), for all four files.
+        verify: check files already on disk against ``checksums``.
+        dtype, device: floating dtype and device of the images.
+
+    Returns:
+        A :class:`Dataset` with ``train_x`` shaped ``(60000, 784)``, ``test_x`` shaped
+        ``(10000, 784)``, int64 labels and ``image_shape == (28, 28)``.
+
+    Raises:
+        FileNotFoundError: a file is missing and ``download`` is false.
+        ValueError: a file fails its checksum or is not a valid IDX file; the message names it.
+    """
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path, got {describe(root)}")
+    if not isinstance(mirror, str):
+        raise TypeError(f"mirror must be a URL string, got {describe(mirror)}")
+    checksums = _check_checksums(checksums)
+    device = _check_dtype_device(dtype, device)
+    root, splits = Path(root), []
+    for images_name, labels_name in _MNIST_SPLITS:
+        paths = [_ensure_file(root / name, download, mirror, checksums[name], verify)
+                 for name in (images_name, labels_name)]
+        images, labels = _read_idx(paths[0], 3), _read_idx(paths[1], 1)
+        if images.shape[1:] != (28, 28):
+            raise ValueError(f"{paths[0]}: images of shape {tuple(images.shape[1:])}, "
+                             f"expected (28, 28)")
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{paths[0]} holds {images.shape[0]} images but "
+                             f"{paths[1]} holds {labels.shape[0]} labels")
+        if labels.numel() and labels.max() > 9:
+            raise ValueError(f"{paths[1]}: labels must be in 0..9, found {int(labels.max())}")
+        x = images.reshape(-1, 784).to(dtype=dtype, device=device) / 255  # (n, 784) in [0, 1]
+        splits += [x, labels.to(dtype=torch.int64, device=device)]
+    return Dataset(*splits, (28, 28), f"MNIST from {root}: {len(splits[1])} train / "
+                   f"{len(splits[3])} test 28x28 images, pixels 0..255 divided by 255")
