@@ -6,6 +6,8 @@ Each module holds one idea of the book:
 - :mod:`companion.checks`: the numerical checks that follow every derivation.
 - :mod:`companion.seeding`: one call to seed every generator.
 - :mod:`companion.plotting`: the book's figure style and its recurring plots.
+- :mod:`companion.estimators`: score-function, pathwise and finite-difference gradient estimates
+  (Chapters 2 to 4), built on :mod:`companion.surrogates` and :mod:`companion.baselines`.
 - :mod:`companion.data`: the embedded digits data set and an opt-in MNIST loader (Chapter 5).
 - :mod:`companion.relaxations`: Gumbel-max, Gumbel-softmax (Concrete) and straight-through (Chapter 6).
 """
