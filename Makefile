@@ -8,11 +8,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install book test unit lab clean
+.PHONY: help install book book-student pdf test lab clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (executes every chapter)"
 	@echo "make test   unit tests, notebook hygiene, every notebook under nbval, strict build"
+	@echo "make book-student  the same book without solutions, into _build/student/_build/html"
+	@echo "make pdf    the book as a PDF through LaTeX (needs a TeX installation)"
 	@echo "make lab    start JupyterLab on book/"
 	@echo "make clean  remove build outputs (keeps $(VENV))"
 
@@ -27,9 +29,36 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
+# The student edition: _config.yml with solutions removed (see _ext/student_edition.py) and
+# no launch buttons (they would open the full notebooks). It shares the execution cache.
+book-student: $(STAMP)
+	mkdir -p _build
+	$(BIN)/python -c 'import yaml; c = yaml.safe_load(open("_config.yml")); \
+	  c["title"] += " (student edition)"; c["sphinx"]["config"]["student_edition"] = True; \
+	  c["sphinx"]["config"]["html_copy_source"] = False; c["launch_buttons"] = {}; \
+	  c["execute"]["cache"] = "$(CURDIR)/_build/.jupyter_cache"; \
+	  ext = c["sphinx"]["local_extensions"]; ext.update({k: "$(CURDIR)/" + v for k, v in ext.items()}); \
+	  yaml.safe_dump(c, open("_build/_config_student.yml", "w"), sort_keys=False)'
+	$(BIN)/jupyter-book build . --config _build/_config_student.yml --path-output _build/student \
+	  --warningiserror --nitpick --keep-going
+	@echo "The student edition is at $(CURDIR)/_build/student/_build/html/index.html"
+
+pdf: $(STAMP)
+	@command -v latexmk >/dev/null && command -v xelatex >/dev/null || { \
+	  echo "make pdf needs LaTeX: latexmk and xelatex, with the TeX Live packages Sphinx uses."; \
+	  echo "On Debian or Ubuntu: apt-get install latexmk texlive-xetex texlive-latex-extra \\"; \
+	  echo "  texlive-fonts-recommended texlive-fonts-extra fonts-freefont-otf xindy"; \
+	  exit 1; }
+	$(BIN)/jupyter-book build . --builder pdflatex --keep-going
+	@echo "The PDF is in $(CURDIR)/_build/latex/"
+
+# Unit tests, hygiene and every notebook under nbval; the strict build of both editions;
+# then the tests of the rendered site (tests/site), which need those builds.
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(MAKE) book
+	$(MAKE) book-student
+	$(BIN)/python -m pytest tests/site
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab book/

@@ -22,6 +22,8 @@ if importlib.util.find_spec("companion") is None:
                     "git+{url}@{branch}"], check=True)'''
 """The first code cell of every notebook, filled in from _config.yml's repository."""
 
+EXERCISE_LABEL = re.compile(r"```\{exercise(?:-start)?\}[^\n]*\n:label: (\S+)")
+SOLUTION_OF = re.compile(r"```\{solution(?:-start)?\} (\S+)")
 SEED_CALL = re.compile(r"\bseed_everything\(\s*\d+\s*\)")
 INSTALL_URL = re.compile(r"git\+(\S+?)@")
 
@@ -105,6 +107,34 @@ def notebook_problems(path: Path, config: dict) -> list[str]:
         problems.append(f"{name}: bootstrap installs from {urls[0]}, but _config.yml says {expected_url}")
     elif first != bootstrap_source(config):
         problems.append(f"{name}: the first code cell is not the bootstrap cell of tests/hygiene.py")
+    markdown = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for label in sorted(set(EXERCISE_LABEL.findall(markdown)) - set(SOLUTION_OF.findall(markdown))):
+        problems.append(f"{name}: exercise {label} has no solution")
     if not any(SEED_CALL.search(source(cell)) for cell in cells[1:3]):
         problems.append(f"{name}: neither of the two cells after the bootstrap calls seed_everything(<int>)")
     return problems
+
+
+def solution_lines(nb: dict, min_length: int = 25) -> list[str]:
+    """Distinctive lines of every solution: code lines, and prose lines without markup.
+
+    A solution runs from a cell containing ``{solution-start}`` (or a ``{solution}``
+    directive) to the cell containing ``{solution-end}``. Lines that also occur outside the
+    solutions (even as part of a longer line) are left out. Used to show that the student edition contains no solution text
+    while the full edition does.
+    """
+    found, elsewhere, inside = [], [], False
+    for cell in nb["cells"]:
+        text = source(cell)
+        inside = inside or "{solution-start}" in text or "{solution}" in text
+        for line in text.splitlines():
+            line = " ".join(line.split())
+            plain = not any(mark in line for mark in "$`{}*[]|:\\")
+            if not inside:
+                elsewhere.append(line)
+            elif len(line) >= min_length and (cell["cell_type"] == "code" or plain):
+                found.append(line)
+        if "{solution-end}" in text or ("{solution}" in text and "{solution-start}" not in text):
+            inside = False
+    outside = "\n".join(elsewhere)
+    return [line for line in found if line not in outside]

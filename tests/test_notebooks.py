@@ -106,3 +106,11 @@ def test_a_toc_entry_without_a_file_is_caught(tmp_path):
     toc = (root / "_toc.yml").read_text()
     (root / "_toc.yml").write_text(toc.replace("- file: book/notation", "- file: book/notation\n      - file: book/ghost"))
     assert toc_problems(root) == ["_toc.yml lists book/ghost, which has no .ipynb or .md file"]
+
+
+def test_an_exercise_without_a_solution_is_caught(tmp_path, good_notebook):
+    nb = copy.deepcopy(good_notebook)
+    nb["cells"].append({"cell_type": "markdown", "metadata": {},
+                        "source": "```{exercise-start}\n:label: ex-orphan\n```\nProve it.\n```{exercise-end}\n```"})
+    problems = notebook_problems(_write(tmp_path, nb), load_config())
+    assert problems == ["chapter.ipynb: exercise ex-orphan has no solution"]
