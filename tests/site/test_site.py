@@ -1,0 +1,180 @@
+"""The rendered web site, in a real headless browser: what a reader of the book sees.
+
+For every page of the table of contents: it loads without JavaScript errors, its images
+load, the sidebar links every page of the book, notebook chapters have Binder and Colab
+launch buttons for their own notebook, and a full-page screenshot lands in
+_build/screenshots/. The search page finds a word. Each page is loaded once and shared by its
+tests. See conftest.py for how the site is served and which browser runs; the book must be
+built first (make book).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from urllib.parse import urldefrag, urlsplit
+
+import pytest
+
+from hygiene import ROOT, load_config, toc_files
+
+CONFIG = load_config()
+PAGES = toc_files()  # the root first, then every `file:` entry, without suffix
+NOTEBOOK_PAGES = [page for page in PAGES if (ROOT / f"{page}.ipynb").is_file()]
+
+
+def each(pages):
+    """Parametrize a test over ``pages``, sharing one load of each page (see page_visit)."""
+    return pytest.mark.parametrize("page_visit", pages, indirect=True, scope="module")
+
+
+WAIT_FOR_IMAGES = """
+async (selector) => {
+  const images = Array.from(document.querySelectorAll(selector));
+  images.forEach((img) => { if (img.loading === "lazy") img.loading = "eager"; });
+  const settled = (img) => img.complete ? null : new Promise((done) => {
+    img.addEventListener("load", done, { once: true });
+    img.addEventListener("error", done, { once: true });
+  });
+  const timeout = new Promise((done) => setTimeout(done, 10000));
+  await Promise.race([Promise.all(images.map(settled)), timeout]);
+  return images.map((img) => ({
+    src: img.currentSrc || img.src, width: img.naturalWidth, complete: img.complete,
+  }));
+}
+"""
+
+
+def assert_loaded(visit) -> None:
+    assert visit.response is not None, f"{visit.path}: no response"
+    assert visit.response.status == 200, f"{visit.path}: HTTP {visit.response.status}"
+
+
+@each(PAGES)
+def test_page_loads_without_errors(page_visit, screenshots):
+    visit, page = page_visit, page_visit.page
+    assert_loaded(visit)
+    title = page.locator("main article h1").first
+    assert title.count() and title.is_visible() and title.inner_text().strip(), (
+        f"{visit.path}: the article has no visible title; the page did not render"
+    )
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+    name = PurePosixPath(visit.path).stem
+    page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+    problems = visit.log.problems()
+    assert not problems, f"{visit.path}:\n  " + "\n  ".join(problems)
+
+
+@each(PAGES)
+def test_images_load(page_visit):
+    visit = page_visit
+    assert_loaded(visit)
+    images = visit.page.evaluate(WAIT_FOR_IMAGES, "#main-content img")
+    broken = [
+        image["src"] for image in images
+        if not (image["complete"] and image["width"] > 0)
+        and not visit.log.is_external(image["src"])
+    ]
+    assert not broken, f"{visit.path}: images that did not load:\n  " + "\n  ".join(broken)
+
+
+def expected_sidebar_pages() -> set[str]:
+    pages = set(PAGES)
+    if not CONFIG.get("html", {}).get("home_page_in_navbar", True):
+        pages.discard(PAGES[0])
+    return pages
+
+
+@each(PAGES)
+def test_sidebar_links_every_page(page_visit, site_url):
+    visit = page_visit
+    assert_loaded(visit)
+    nav = visit.page.locator("nav.bd-docs-nav")
+    assert nav.count() == 1, f"{visit.path}: no primary sidebar (nav.bd-docs-nav)"
+    assert nav.is_visible(), f"{visit.path}: the primary sidebar is hidden at desktop width"
+    hrefs = nav.evaluate("(nav) => Array.from(nav.querySelectorAll('a[href]'), (a) => a.href)")
+    linked = set()
+    for href in hrefs:
+        target = urldefrag(href).url
+        if target.startswith(site_url) and target.endswith(".html"):
+            linked.add(target[len(site_url):-len(".html")])
+    missing = sorted(expected_sidebar_pages() - linked)
+    stray = sorted(linked - set(PAGES))
+    assert not missing, f"{visit.path}: the sidebar does not link {missing}"
+    assert not stray, f"{visit.path}: the sidebar links pages outside _toc.yml: {stray}"
+
+
+def launch_targets(page_name: str) -> dict[str, str]:
+    """Where the launch buttons of a notebook page must point, from _config.yml."""
+    repo = CONFIG["repository"]
+    buttons = CONFIG.get("launch_buttons", {})
+    slug = urlsplit(repo["url"]).path.strip("/")  # owner/name
+    branch = repo.get("branch", "master")
+    book = (repo.get("path_to_book") or "").strip("/")
+    notebook = f"{book}/{page_name}.ipynb" if book else f"{page_name}.ipynb"
+    binder = buttons.get("binderhub_url", "https://mybinder.org").rstrip("/")
+    colab = buttons.get("colab_url", "https://colab.research.google.com").rstrip("/")
+    return {
+        "binder_buttons": f"{binder}/v2/gh/",  # every Binder launch link starts so
+        "binder_repo": f"{binder}/v2/gh/{slug}/{branch}?",
+        "binder_notebook": f"/{notebook}",
+        "colab_buttons": f"{colab}/github/",
+        "colab": f"{colab}/github/{slug}/blob/{branch}/{notebook}",
+    }
+
+
+@each(NOTEBOOK_PAGES)
+def test_launch_buttons_open_this_notebook(page_visit):
+    visit = page_visit
+    assert_loaded(visit)
+    hrefs = visit.page.eval_on_selector_all(
+        "a[href]", "(links) => links.map((a) => a.getAttribute('href'))"
+    )
+    want = launch_targets(visit.path.removesuffix(".html"))
+    binder = [href for href in hrefs if href.startswith(want["binder_buttons"])]
+    colab = [href for href in hrefs if href.startswith(want["colab_buttons"])]
+    assert binder, f"{visit.path}: no Binder launch button (no link to {want['binder_buttons']})"
+    assert colab, f"{visit.path}: no Colab launch button (no link to {want['colab_buttons']})"
+    for href in binder:
+        assert href.startswith(want["binder_repo"]) and href.endswith(want["binder_notebook"]), (
+            f"{visit.path}: the Binder button opens {href}; expected "
+            f"{want['binder_repo']}...{want['binder_notebook']} (repository, branch: _config.yml)"
+        )
+    for href in colab:
+        assert href == want["colab"], (
+            f"{visit.path}: the Colab button opens {href}; expected {want['colab']}"
+        )
+
+
+def test_index_redirects_to_the_first_page(open_visit, site_url):
+    visit = open_visit("")
+    visit.page.wait_for_url(f"{site_url}{PAGES[0]}.html")
+
+
+SEARCH_FINISHED = """() => {
+  const summary = document.querySelector("#search-results p.search-summary");
+  return summary !== null && summary.innerText.trim() !== "";
+}"""  # Sphinx's search fills in the summary line once the last result is shown
+
+
+def test_search_finds_a_word(open_visit, site_url, screenshots):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    word = "reparameterization"
+    visit = open_visit(f"search.html?q={word}")
+    assert_loaded(visit)
+    try:
+        visit.page.wait_for_function(SEARCH_FINISHED)
+    except PlaywrightTimeout:
+        pytest.fail(f"{visit.path}: the search did not finish (searchindex.js, searchtools.js?)")
+    visit.page.screenshot(path=str(screenshots / "search.png"), full_page=True)
+    summary = visit.page.locator("#search-results p.search-summary").inner_text()
+    hrefs = visit.page.locator("#search-results ul.search li a").evaluate_all(
+        "(links) => links.map((a) => a.href)"
+    )
+    pages = sorted({urldefrag(href).url for href in hrefs})
+    assert pages, f"{visit.path}: no results; the page says {summary!r}"
+    assert any(url.startswith(site_url) and url.endswith(".html") for url in pages), (
+        f"{visit.path}: the results link no page of the book: {pages}"
+    )
+    problems = visit.log.problems()
+    assert not problems, f"{visit.path}:\n  " + "\n  ".join(problems)
