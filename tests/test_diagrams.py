@@ -1,0 +1,95 @@
+"""Tests of companion.diagrams: the graph draws the labelled nodes and arrows it promises."""
+
+import matplotlib.pyplot as plt
+import pytest
+from matplotlib.colors import to_hex
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from companion.diagrams import (
+    DETOUR_LABELS,
+    GRAPH_COLORS,
+    GRAPH_LABELS,
+    draw_computational_graph,
+)
+
+
+@pytest.fixture
+def ax():
+    fig, ax = plt.subplots()
+    yield ax
+    plt.close(fig)
+
+
+def _by_gid(ax, kind):
+    return {p.get_gid(): p for p in ax.patches if isinstance(p, kind)}
+
+
+def test_default_graph_has_five_labelled_nodes_and_all_arrows(ax):
+    out = draw_computational_graph(ax)
+    assert out is ax
+    nodes = _by_gid(ax, FancyBboxPatch)
+    assert sorted(nodes) == [f"node-{i}" for i in range(5)]
+    texts = [t.get_text() for t in ax.texts]
+    for label in (*GRAPH_LABELS, *DETOUR_LABELS, "sample()"):
+        assert label in texts
+    arrows = _by_gid(ax, FancyArrowPatch)
+    expected = ({f"forward-{i}" for i in range(4)} | {f"backward-{i}" for i in range(4)}
+                | {"detour-score-function", "detour-pathwise"})
+    assert set(arrows) == expected
+    # nodes left to right, in the order of the labels
+    xs = [nodes[f"node-{i}"].get_x() for i in range(5)]
+    assert xs == sorted(xs)
+    assert not ax.axison
+
+
+def test_arrow_colours_and_the_cut_edge(ax):
+    draw_computational_graph(ax, cut_edge=1)
+    arrows = _by_gid(ax, FancyArrowPatch)
+    for i in range(4):
+        assert to_hex(arrows[f"forward-{i}"].get_edgecolor()) == GRAPH_COLORS["forward"]
+        assert to_hex(arrows[f"backward-{i}"].get_edgecolor()) == GRAPH_COLORS["backward"]
+    assert GRAPH_COLORS["forward"] != GRAPH_COLORS["backward"]
+    # only the backward arrow through sampling is dashed, and it carries the cross
+    dashed = [gid for gid, a in arrows.items() if a.get_linestyle() not in ("-", "solid")]
+    assert dashed == ["backward-1"]
+    (cross,) = [line for line in ax.get_lines() if line.get_gid() == "cut"]
+    start, end = arrows["backward-1"]._posA_posB
+    assert min(start[0], end[0]) < cross.get_xdata()[0] < max(start[0], end[0])
+    # detours: score function from f(x) (node 3) to p_θ (node 1), pathwise from x (2) to θ (0)
+    nodes = _by_gid(ax, FancyBboxPatch)
+    centre = {i: nodes[f"node-{i}"].get_x() + nodes[f"node-{i}"].get_width() / 2 for i in range(5)}
+    (a, b) = arrows["detour-score-function"]._posA_posB
+    assert (a[0], b[0]) == pytest.approx((centre[3], centre[1]))
+    (a, b) = arrows["detour-pathwise"]._posA_posB
+    assert (a[0], b[0]) == pytest.approx((centre[2], centre[0]))
+
+
+def test_custom_labels_without_cut_or_detours(ax):
+    draw_computational_graph(ax, ["a", "b", "c"], cut_edge=None, detours=False)
+    assert sorted(_by_gid(ax, FancyBboxPatch)) == ["node-0", "node-1", "node-2"]
+    arrows = _by_gid(ax, FancyArrowPatch)
+    assert set(arrows) == {"forward-0", "forward-1", "backward-0", "backward-1"}
+    assert not [line for line in ax.get_lines() if line.get_gid() == "cut"]
+
+
+def test_bad_input(ax):
+    with pytest.raises(TypeError, match="ax must be a matplotlib Axes"):
+        draw_computational_graph("axes")
+    with pytest.raises(TypeError, match="labels must be a sequence of strings"):
+        draw_computational_graph(ax, "theta")
+    with pytest.raises(TypeError, match="labels must be a sequence of strings"):
+        draw_computational_graph(ax, ["a", 2])
+    with pytest.raises(ValueError, match="at least 2 nodes, got 1"):
+        draw_computational_graph(ax, ["a"], cut_edge=None, detours=False)
+    with pytest.raises(ValueError, match=r"cut_edge must be in \[0, 3\]"):
+        draw_computational_graph(ax, cut_edge=4)
+    with pytest.raises(TypeError, match="cut_edge must be an edge index"):
+        draw_computational_graph(ax, cut_edge=1.0)
+    with pytest.raises(TypeError, match="detours must be True or False"):
+        draw_computational_graph(ax, detours="yes")
+    with pytest.raises(ValueError, match="detours need a node before the cut edge"):
+        draw_computational_graph(ax, cut_edge=0)
+    with pytest.raises(ValueError, match="detours need a node before the cut edge"):
+        draw_computational_graph(ax, cut_edge=None)
+    with pytest.raises(TypeError, match="detour_labels must be two strings"):
+        draw_computational_graph(ax, detour_labels=("only one",))
