@@ -159,7 +159,10 @@ def sample_variance(values) -> Estimate:
 
     The unbiased sample variance s^2 is the mean of the U-statistic kernel; its standard
     error uses the large-N formula Var[s^2] ~ (m4 - s^4) / N, where m4 is the fourth
-    central sample moment.
+    central sample moment. That formula is first order in 1/N: where m4 = s^4 (a symmetric
+    two-point distribution, e.g. Bernoulli(1/2)) the first-order term vanishes and the
+    returned stderr is close to 0, although s^2 still varies at order 1/N. There, check the
+    variance across repeated estimates instead.
 
     Args:
         values: shape ``(N, *shape)``, N >= 2.
