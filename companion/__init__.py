@@ -8,6 +8,9 @@ Each module holds one idea of the book:
 - :mod:`companion.plotting`: the book's figure style and its recurring plots.
 - :mod:`companion.estimators`: score-function, pathwise and finite-difference gradient estimates
   (Chapters 2 to 4), built on :mod:`companion.surrogates` and :mod:`companion.baselines`.
+- :mod:`companion.reparam`: the reparameterization helper of VAE code, and which distributions
+  have ``rsample`` (Chapter 4).
+- :mod:`companion.diagrams`: the computational-graph figure (Chapter 2).
 - :mod:`companion.data`: the embedded digits data set and an opt-in MNIST loader (Chapter 5).
 - :mod:`companion.relaxations`: Gumbel-max, Gumbel-softmax (Concrete) and straight-through (Chapter 6).
 """

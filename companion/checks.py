@@ -71,6 +71,10 @@ class CheckResult:
     limit: torch.Tensor
     passed: bool
 
+    def _ipython_display_(self):
+        # The check already printed its line; a check on a cell's last line shows it once.
+        pass
+
     def __str__(self) -> str:
         mark = "✓" if self.passed else "✗ FAILED"
         if self.stderr is not None:
@@ -209,3 +213,63 @@ def check_mc(label: str, values, exact, *, false_alarm: float = DEFAULT_FALSE_AL
     estimate = summarize(values)
     return check_close(label, estimate.mean, exact, stderr=estimate.stderr,
                        false_alarm=false_alarm, verbose=verbose)
+
+
+@dataclass(frozen=True)
+class BoundCheckResult(CheckResult):
+    """The outcome of :func:`check_at_least`; ``exact`` holds the bound, ``distance`` the
+    shortfall max(bound - estimate, 0) / stderr, ``limit`` the one-sided z."""
+
+    def __str__(self) -> str:
+        mark = "✓" if self.passed else "✗ FAILED"
+        worst = f"{self.distance.max().item():.2f} se short (limit {self.limit.max().item():.2f} se)"
+        if self.distance.numel() > 1:
+            worst = "max " + worst
+        return (f"{mark} {self.label}: {_fmt(self.estimate)} ± {_fmt(self.stderr)} | "
+                f"at least {_fmt(self.exact)} | {worst}")
+
+
+def check_at_least(label: str, estimate, bound, *, stderr,
+                   false_alarm: float = DEFAULT_FALSE_ALARM, verbose: bool = True) -> CheckResult:
+    """One-sided check that a random ``estimate`` of a mean is not below ``bound``.
+
+    For inequalities such as E[L_5] >= E[L_1] between bounds: passes when
+    estimate >= bound - z * stderr, z the one-sided normal quantile with
+    P(Z > z) = false_alarm / (number of coordinates) (z = 3.09 for one coordinate at 1e-3).
+    A true inequality fails with probability at most ``false_alarm``; a violation is caught
+    once the estimate is a few standard errors below the bound. Prints one line.
+
+    Args:
+        label: what is being checked, e.g. ``"E[L_5 - L_1] >= 0"``.
+        estimate: shape ``(*shape)``; bound: broadcastable to it; stderr: the estimate's
+            standard error, broadcastable to it.
+
+    Returns:
+        The :class:`BoundCheckResult`, when the check passes; raises AssertionError otherwise.
+    """
+    false_alarm = check_probability("false_alarm", false_alarm)
+    if false_alarm >= 0.5:
+        raise ValueError(f"false_alarm must be in (0, 0.5) for a one-sided check, got {false_alarm}")
+    if not isinstance(label, str) or not label:
+        raise TypeError(f"label must be a non-empty string, got {describe(label)}")
+    est = check_finite("estimate", as_tensor("estimate", estimate, dtype=torch.float64))
+    ref = check_finite("bound", as_tensor("bound", bound, dtype=torch.float64)).to(est.device)
+    se = check_finite("stderr", as_tensor("stderr", stderr, dtype=torch.float64)).to(est.device)
+    if (se < 0).any():
+        raise ValueError(f"stderr must be >= 0, got minimum {se.min().item()}")
+    try:
+        est, ref, se = torch.broadcast_tensors(est, ref, se)
+    except RuntimeError as err:
+        raise ValueError(f"bound and stderr must broadcast to the shape of estimate "
+                         f"{tuple(est.shape)}, got {tuple(ref.shape)} and {tuple(se.shape)}") from err
+    z = critical_z(2 * false_alarm, max(est.numel(), 1))  # two-sided at 2α = one-sided at α
+    short = (ref - est).clamp_min(0)
+    distance = torch.where(short == 0, torch.zeros_like(short), short / se)
+    limit = torch.full_like(short, z)
+    result = BoundCheckResult(label=label, estimate=est, exact=ref, stderr=se, distance=distance,
+                              limit=limit, passed=bool((distance <= limit).all()))
+    if verbose:
+        print(result)
+    if not result.passed:
+        raise AssertionError(str(result))
+    return result

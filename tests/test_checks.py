@@ -129,3 +129,67 @@ def test_injected_bias_is_caught():
     distances = _distances(1.1, 10_000, 200, seed=1)
     caught = (distances > critical_z(DEFAULT_FALSE_ALARM)).double().mean().item()
     assert caught == 1.0, f"bias x1.1 caught in only {caught:.1%} of checks"
+
+
+# ---------------------------------------------------------------- one-sided checks
+
+
+def test_check_at_least_is_one_sided(capsys):
+    from companion.checks import check_at_least
+
+    z1 = critical_z(2 * DEFAULT_FALSE_ALARM)  # one-sided 1e-3: 3.09
+    assert z1 == pytest.approx(3.090232, abs=1e-6)
+    result = check_at_least("gap >= 0", 5.0, 0.0, stderr=0.1)  # far above: 0 se short
+    assert result.passed and float(result.distance) == 0.0
+    assert capsys.readouterr().out.strip() == (
+        "✓ gap >= 0: 5.0000 ± 0.1000 | at least 0.0000 | 0.00 se short (limit 3.09 se)")
+    check_at_least("just below", -0.30, 0.0, stderr=0.1, verbose=False)  # 3.0 se < 3.09
+    with pytest.raises(AssertionError, match=r"FAILED below: -0.3200 .* 3.20 se short"):
+        check_at_least("below", -0.32, 0.0, stderr=0.1, verbose=False)
+    # Bonferroni over coordinates, as check_close.
+    result = check_at_least("vector", torch.tensor([1.0, -0.3]), 0.0, stderr=0.1, verbose=False)
+    assert float(result.limit.max()) == pytest.approx(critical_z(2 * DEFAULT_FALSE_ALARM, 2))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(estimate=float("nan"), bound=0.0, stderr=0.1), ValueError, "estimate must be finite"),
+        (dict(estimate=1.0, bound=0.0, stderr=-0.1), ValueError, "stderr must be >= 0"),
+        (dict(estimate=[1.0, 2.0], bound=[0.0, 0.0, 0.0], stderr=0.1), ValueError, "broadcast"),
+        (dict(estimate=1.0, bound=0.0, stderr=0.1, false_alarm=0.6), ValueError, "one-sided"),
+    ],
+)
+def test_check_at_least_bad_input(kwargs, error, match):
+    from companion.checks import check_at_least
+
+    with pytest.raises(error, match=match):
+        check_at_least("bad", **kwargs, verbose=False)
+
+
+def test_check_at_least_false_alarm_rate():
+    """Test the test: estimates whose mean equals the bound fail at the one-sided rate.
+
+    4,000 checks at a 5% rate, each of a mean of N = 1,000 draws with exact mean 0 against
+    the bound 0; the failure fraction (binomial se 0.0034) must match 0.05.
+    """
+    from companion.checks import check_at_least
+
+    torch.manual_seed(2)
+    est = summarize(torch.randn(1_000, 4_000, dtype=torch.float64))
+    fails = 0
+    for mean, se in zip(est.mean.tolist(), est.stderr.tolist()):
+        try:
+            check_at_least("mean >= 0", mean, 0.0, stderr=se, false_alarm=0.05, verbose=False)
+        except AssertionError:
+            fails += 1
+    check_close("one-sided false-alarm rate at 5%", fails / 4_000, 0.05,
+                stderr=math.sqrt(0.05 * 0.95 / 4_000))
+
+
+def test_a_check_on_the_last_line_of_a_cell_is_not_shown_twice():
+    """The check prints its line; IPython's display of the returned result adds nothing."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    result = check_close("displayed", 1.0, 1.0, rtol=0.1, verbose=False)
+    assert InteractiveShell.instance().display_formatter.format(result) == ({}, {})
