@@ -12,6 +12,8 @@ Each module holds one idea of the book:
   have ``rsample`` (Chapter 4).
 - :mod:`companion.diagrams`: the computational-graph figure (Chapter 2).
 - :mod:`companion.data`: the embedded digits data set and an opt-in MNIST loader (Chapter 5).
+- :mod:`companion.vae` and :mod:`companion.training`: the variational autoencoder, its bounds,
+  and training with pathwise, score-function or sticking-the-landing gradients (Chapter 5).
 - :mod:`companion.relaxations`: Gumbel-max, Gumbel-softmax (Concrete) and straight-through (Chapter 6).
 """
 

@@ -145,3 +145,42 @@ def plot_intervals(ax, lower, upper, exact, *, max_shown: int = 100):
     ax.set_xlabel("repetition")
     ax.legend(loc="upper right")
     return ax
+
+
+def plot_images(ax, images, image_shape, *, ncols: int = 10, pad: int = 1):
+    """Tile flattened images into one grey-scale picture (white = 1), e.g. digits or samples.
+
+    Args:
+        ax: the Matplotlib ``Axes`` to draw on; its ticks are removed.
+        images: shape ``(n, H * W)``, values in [0, 1] (pixel intensities or probabilities).
+        image_shape: ``(H, W)``.
+        ncols: images per row; rows are filled left to right, the last one padded.
+        pad: pixels of black border between images.
+
+    Returns:
+        ``ax``; the tiled array, shape ``(rows * (H + pad) + pad, ncols * (W + pad) + pad)``,
+        is ``ax.images[-1].get_array()``.
+    """
+    ax = _axes(ax)
+    x = _numpy("images", images)
+    if (not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2
+            or not all(isinstance(s, int) and s > 0 for s in image_shape)):
+        raise ValueError(f"image_shape must be (H, W) with positive integers, got {image_shape!r}")
+    h, w = image_shape
+    if x.ndim != 2 or x.shape[1] != h * w:
+        raise ValueError(f"images must have shape (n, {h * w}) for image_shape {tuple(image_shape)}, "
+                         f"got {x.shape}")
+    if not (isinstance(ncols, int) and ncols > 0 and isinstance(pad, int) and pad >= 0):
+        raise ValueError(f"ncols must be an integer > 0 and pad an integer >= 0, got {ncols}, {pad}")
+    n = x.shape[0]
+    rows = max(1, -(-n // ncols))
+    grid = np.zeros((rows * (h + pad) + pad, ncols * (w + pad) + pad))
+    for i in range(n):  # a handful of small images: a loop is clearest
+        r, c = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        grid[top:top + h, left:left + w] = x[i].reshape(h, w)
+    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    return ax

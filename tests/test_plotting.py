@@ -59,3 +59,20 @@ def test_bad_input(ax):
         plot_running_mean(ax, torch.zeros(3))
     with pytest.raises(ValueError, match="lower and upper"):
         plot_intervals(ax, [0.0], [1.0, 2.0], exact=0.0)
+
+
+def test_plot_images_tiles_in_reading_order(ax):
+    from companion.plotting import plot_images
+
+    images = np.stack([np.full(6, v) for v in (0.2, 0.4, 0.6)])  # three 2x3 images
+    plot_images(ax, images, (2, 3), ncols=2, pad=1)
+    grid = ax.images[-1].get_array()
+    assert grid.shape == (2 * 3 + 1, 2 * 4 + 1)
+    np.testing.assert_allclose(grid[1:3, 1:4], 0.2)  # row 0, column 0
+    np.testing.assert_allclose(grid[1:3, 5:8], 0.4)  # row 0, column 1
+    np.testing.assert_allclose(grid[4:6, 1:4], 0.6)  # row 1, column 0
+    assert grid[4:6, 5:8].max() == 0.0 and grid[0].max() == 0.0  # padding and the empty slot
+    with pytest.raises(ValueError, match=r"images must have shape \(n, 6\)"):
+        plot_images(ax, np.zeros((2, 5)), (2, 3))
+    with pytest.raises(ValueError, match="image_shape"):
+        plot_images(ax, images, (2, -3))
