@@ -11,6 +11,8 @@ Each module holds one idea of the book:
 - :mod:`companion.reparam`: the reparameterization helper of VAE code, and which distributions
   have ``rsample`` (Chapter 4).
 - :mod:`companion.diagrams`: the computational-graph figure (Chapter 2).
+- :mod:`companion.measure_valued`: the measure-valued derivative for a Gaussian mean, and
+  :mod:`companion.guide`, which estimator to use when (Chapter 7).
 - :mod:`companion.data`: the embedded digits data set and an opt-in MNIST loader (Chapter 5).
 - :mod:`companion.vae` and :mod:`companion.training`: the variational autoencoder, its bounds,
   and training with pathwise, score-function or sticking-the-landing gradients (Chapter 5).
