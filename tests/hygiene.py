@@ -115,26 +115,46 @@ def notebook_problems(path: Path, config: dict) -> list[str]:
     return problems
 
 
-def solution_lines(nb: dict, min_length: int = 25) -> list[str]:
-    """Distinctive lines of every solution: code lines, and prose lines without markup.
+def _split_solutions(nb: dict) -> tuple[list[tuple[str, str]], list[str]]:
+    """(cell type, normalized line) pairs inside solutions, and the lines outside them.
 
     A solution runs from a cell containing ``{solution-start}`` (or a ``{solution}``
-    directive) to the cell containing ``{solution-end}``. Lines that also occur outside the
-    solutions (even as part of a longer line) are left out. Used to show that the student edition contains no solution text
-    while the full edition does.
+    directive) to the cell containing ``{solution-end}``.
     """
-    found, elsewhere, inside = [], [], False
+    inside_lines, outside_lines, inside = [], [], False
     for cell in nb["cells"]:
         text = source(cell)
         inside = inside or "{solution-start}" in text or "{solution}" in text
         for line in text.splitlines():
             line = " ".join(line.split())
-            plain = not any(mark in line for mark in "$`{}*[]|:\\")
-            if not inside:
-                elsewhere.append(line)
-            elif len(line) >= min_length and (cell["cell_type"] == "code" or plain):
-                found.append(line)
+            if inside:
+                inside_lines.append((cell["cell_type"], line))
+            else:
+                outside_lines.append(line)
         if "{solution-end}" in text or ("{solution}" in text and "{solution-start}" not in text):
             inside = False
-    outside = "\n".join(elsewhere)
-    return [line for line in found if line not in outside]
+    return inside_lines, outside_lines
+
+
+def solution_lines(nb: dict, *, others: tuple[dict, ...] = (), min_length: int = 25) -> list[str]:
+    """Distinctive lines of every solution of ``nb``, to look up in rendered pages.
+
+    Code lines, and prose lines without markup (list markers stripped, straight quotes,
+    which the rendered page turns into typographic ones, skipped). Lines that also occur
+    outside the solutions of ``nb`` or of the ``others`` notebooks, even as part of a longer
+    line, are left out. Used to show that the student edition contains no solution text
+    while the full edition does.
+    """
+    inside, outside = _split_solutions(nb)
+    for other in others:
+        outside += _split_solutions(other)[1]
+    outside_text = "\n".join(outside)
+    found = []
+    for kind, line in inside:
+        if kind == "markdown":
+            line = re.sub(r"^(\d+\.|-)\s+", "", line)
+            if any(mark in line for mark in "$`{}*[]|:\\'\""):
+                continue
+        if len(line) >= min_length and line not in outside_text:
+            found.append(line)
+    return found
