@@ -15,17 +15,25 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 BOOTSTRAP_TEMPLATE = '''\
-# Install the companion package when it is missing (Colab, a fresh environment).
+# Install the companion package when it is missing (Colab, a fresh environment),
+# at the release that matches this book.
 import importlib.util, subprocess, sys
 if importlib.util.find_spec("companion") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "git+{url}@{branch}"], check=True)'''
-"""The first code cell of every notebook, filled in from _config.yml's repository."""
+                    "git+{url}@v{version}"], check=True)'''
+"""The first code cell of every notebook: the repository from _config.yml, the version from
+companion/__init__.py (each release is tagged v<version>)."""
 
 EXERCISE_LABEL = re.compile(r"```\{exercise(?:-start)?\}[^\n]*\n:label: (\S+)")
 SOLUTION_OF = re.compile(r"```\{solution(?:-start)?\} (\S+)")
 SEED_CALL = re.compile(r"\bseed_everything\(\s*\d+\s*\)")
-INSTALL_URL = re.compile(r"git\+(\S+?)@")
+INSTALL_URL = re.compile(r"git\+(\S+?)@v?([^\"\s]+)")
+VERSION = re.compile(r'^__version__ = "([^"]+)"', re.MULTILINE)
+
+
+def companion_version(root: Path = ROOT) -> str:
+    """The package version, read from companion/__init__.py without importing it."""
+    return VERSION.search((root / "companion" / "__init__.py").read_text()).group(1)
 
 
 def load_config(root: Path = ROOT) -> dict:
@@ -34,8 +42,7 @@ def load_config(root: Path = ROOT) -> dict:
 
 def bootstrap_source(config: dict) -> str:
     """The bootstrap cell's source for the repository named in ``config``."""
-    repo = config["repository"]
-    return BOOTSTRAP_TEMPLATE.format(url=repo["url"], branch=repo["branch"])
+    return BOOTSTRAP_TEMPLATE.format(url=config["repository"]["url"], version=companion_version())
 
 
 def toc_files(root: Path = ROOT) -> list[str]:
@@ -101,12 +108,26 @@ def notebook_problems(path: Path, config: dict) -> list[str]:
     if not cells:
         return problems + [f"{name}: has no code cells"]
     first = source(cells[0])
-    urls = INSTALL_URL.findall(first)
+    installs = INSTALL_URL.findall(first)
     expected_url = config["repository"]["url"]
-    if urls and urls[0] != expected_url:
-        problems.append(f"{name}: bootstrap installs from {urls[0]}, but _config.yml says {expected_url}")
+    if installs and installs[0][0] != expected_url:
+        problems.append(f"{name}: bootstrap installs from {installs[0][0]}, but _config.yml says {expected_url}")
+    elif installs and installs[0][1] != companion_version():
+        problems.append(f"{name}: bootstrap installs companion {installs[0][1]}, but the package is "
+                        f"{companion_version()}")
     elif first != bootstrap_source(config):
         problems.append(f"{name}: the first code cell is not the bootstrap cell of tests/hygiene.py")
+    if "hide-cell" not in cells[0].get("metadata", {}).get("tags", []):
+        problems.append(f"{name}: the bootstrap cell is not tagged hide-cell")
+    before = "\n".join(source(c) for c in nb["cells"][:nb["cells"].index(cells[0])]
+                       if c["cell_type"] == "markdown")
+    if "## Overview" not in before or "prerequisites" not in before.lower():
+        problems.append(f"{name}: no Overview with learning objectives and prerequisites before the code")
+    headings = {line.strip() for c in nb["cells"] if c["cell_type"] == "markdown"
+                for line in source(c).splitlines()}
+    for heading in ("## Summary", "## Exercises"):
+        if heading not in headings:
+            problems.append(f"{name}: no {heading[3:]} section")
     markdown = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
     for label in sorted(set(EXERCISE_LABEL.findall(markdown)) - set(SOLUTION_OF.findall(markdown))):
         problems.append(f"{name}: exercise {label} has no solution")

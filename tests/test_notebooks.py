@@ -5,8 +5,16 @@ import json
 import shutil
 
 import pytest
+import yaml
 
-from hygiene import ROOT, bootstrap_source, load_config, notebook_problems, toc_problems
+from hygiene import (
+    ROOT,
+    bootstrap_source,
+    companion_version,
+    load_config,
+    notebook_problems,
+    toc_problems,
+)
 
 NOTEBOOKS = sorted((ROOT / "book").rglob("*.ipynb"))
 
@@ -114,3 +122,45 @@ def test_an_exercise_without_a_solution_is_caught(tmp_path, good_notebook):
                         "source": "```{exercise-start}\n:label: ex-orphan\n```\nProve it.\n```{exercise-end}\n```"})
     problems = notebook_problems(_write(tmp_path, nb), load_config())
     assert problems == ["chapter.ipynb: exercise ex-orphan has no solution"]
+
+
+def test_a_bootstrap_pinned_to_another_release_is_caught(tmp_path, good_notebook):
+    nb = copy.deepcopy(good_notebook)
+    config = load_config()
+    cell = [c for c in nb["cells"] if c["cell_type"] == "code"][0]
+    cell["source"] = bootstrap_source(config).replace(f"@v{companion_version()}", "@v0.0.1")
+    problems = notebook_problems(_write(tmp_path, nb), config)
+    assert problems == [f"chapter.ipynb: bootstrap installs companion 0.0.1, but the package is "
+                        f"{companion_version()}"]
+
+
+def test_a_visible_bootstrap_is_caught(tmp_path, good_notebook):
+    nb = copy.deepcopy(good_notebook)
+    [c for c in nb["cells"] if c["cell_type"] == "code"][0]["metadata"]["tags"] = []
+    problems = notebook_problems(_write(tmp_path, nb), load_config())
+    assert problems == ["chapter.ipynb: the bootstrap cell is not tagged hide-cell"]
+
+
+def test_a_chapter_without_objectives_summary_or_exercises_is_caught(tmp_path, good_notebook):
+    nb = copy.deepcopy(good_notebook)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            cell["source"] = (text.replace("## Overview", "## Intro").replace("## Summary", "## Recap")
+                              .replace("## Exercises", "## Problems"))
+    problems = notebook_problems(_write(tmp_path, nb), load_config())
+    assert problems == [
+        "chapter.ipynb: no Overview with learning objectives and prerequisites before the code",
+        "chapter.ipynb: no Summary section",
+        "chapter.ipynb: no Exercises section",
+    ]
+
+
+def test_the_release_version_agrees_everywhere():
+    """The notebooks install v<version>; the package and the citation file say the same."""
+    version = companion_version()
+    import companion
+
+    assert companion.__version__ == version
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert str(citation["version"]) == version
