@@ -8,13 +8,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install book book-student pdf test lab clean
+.PHONY: help install book book-student pdf bench test lab clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (executes every chapter)"
 	@echo "make test   unit tests, notebook hygiene, every notebook under nbval, strict build"
 	@echo "make book-student  the same book without solutions, into _build/student/_build/html"
 	@echo "make pdf    the book as a PDF through LaTeX (needs a TeX installation)"
+	@echo "make bench  time each chapter and its kernel's memory against the budget"
 	@echo "make lab    start JupyterLab on book/"
 	@echo "make clean  remove build outputs (keeps $(VENV))"
 
@@ -52,12 +53,20 @@ pdf: $(STAMP)
 	$(BIN)/jupyter-book build . --builder pdflatex --keep-going
 	@echo "The PDF is in $(CURDIR)/_build/latex/"
 
+# Each chapter in a fresh kernel: wall time and peak memory against the budget of the
+# performance appendix (fails when over), plus the estimators' throughput.
+bench: $(STAMP)
+	mkdir -p _build
+	$(BIN)/python benchmarks/chapters.py --check --json _build/benchmarks.json
+
 # Unit tests, hygiene and every notebook under nbval; the strict build of both editions;
-# then the tests of the rendered site (tests/site), which need those builds.
+# the performance budget; then the tests of the rendered site (tests/site), which need the
+# builds.
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(MAKE) book
 	$(MAKE) book-student
+	$(MAKE) bench
 	$(BIN)/python -m pytest tests/site
 
 lab: $(STAMP)
