@@ -25,7 +25,7 @@ import torch
 from torch.distributions import Weibull
 
 from ._validation import as_tensor, check_callable, check_finite, check_positive_int, describe
-from .estimators import GradientEstimate
+from .estimators import GradientEstimate, _evaluate  # f(x), checked: one finite value per sample
 from .montecarlo import summarize
 
 RAYLEIGH = Weibull(scale=torch.tensor(math.sqrt(2.0)), concentration=torch.tensor(2.0))
@@ -142,15 +142,3 @@ def measure_valued_gaussian_mean(loc, scale, f, num_samples, *, coupled=True,
     est = summarize(torch.stack(columns, dim=1))  # (N, D)
     return GradientEstimate(mean=est.mean, stderr=est.stderr, samples=est.samples)
 
-
-def _evaluate(f, x: torch.Tensor, num_samples: int, dtype: torch.dtype) -> torch.Tensor:
-    """f(x), checked to be a finite tensor of shape (num_samples,)."""
-    values = f(x)
-    if not isinstance(values, torch.Tensor):
-        raise TypeError(f"f must return a tensor of shape ({num_samples},), one value per "
-                        f"sample, got {describe(values)}")
-    if values.shape != (num_samples,):
-        raise ValueError(f"f must return one value per sample, shape ({num_samples},), got "
-                         f"shape {tuple(values.shape)} for samples of shape {tuple(x.shape)}")
-    values = values if values.is_floating_point() else values.to(dtype)
-    return check_finite("f(x)", values.detach())

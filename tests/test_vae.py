@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import kl_divergence
 
 import companion.training as training
 from companion.checks import check_at_least, check_close, check_mc
