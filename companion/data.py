@@ -28,12 +28,16 @@ DIGITS_SPLIT_SEED = 0  # seeds the torch.Generator whose permutation splits the 
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # or load_mnist(mirror=...)
 
 MNIST_CHECKSUMS = {
-    # filename: (hashlib algorithm, hex digest). The published MD5 sums (as in torchvision);
-    # "sha256" entries are checked the same way, so the table can be upgraded in place.
-    "train-images-idx3-ubyte.gz": ("md5", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-    "train-labels-idx1-ubyte.gz": ("md5", "d53e105ee54ea40749a09fcbcd1e9432"),
-    "t10k-images-idx3-ubyte.gz": ("md5", "9fb629c4189551a2d022fa330f9573f3"),
-    "t10k-labels-idx1-ubyte.gz": ("md5", "ec29112dd5afa0611ce80d1b7f02629c"),
+    # filename: (hashlib algorithm, hex digest): the published SHA-256 sums of the gzip'd files,
+    # the same on every mirror. Any hashlib algorithm can stand in a custom table.
+    "train-images-idx3-ubyte.gz":
+        ("sha256", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    "train-labels-idx1-ubyte.gz":
+        ("sha256", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    "t10k-images-idx3-ubyte.gz":
+        ("sha256", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    "t10k-labels-idx1-ubyte.gz":
+        ("sha256", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
 }
 
 _MNIST_SPLITS = (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),  # (images,

@@ -222,6 +222,7 @@ def test_mnist_checksum_table_is_validated(mnist):
 def test_default_checksum_table_covers_every_file():
     assert set(MNIST_CHECKSUMS) == set(NAMES)
     for algorithm, digest in MNIST_CHECKSUMS.values():
+        assert algorithm == "sha256"
         assert len(digest) == 2 * hashlib.new(algorithm).digest_size
         assert re.fullmatch("[0-9a-f]+", digest)
 
