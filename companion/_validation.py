@@ -51,6 +51,8 @@ def as_tensor(name: str, value, *, dtype: torch.dtype | None = None) -> torch.Te
 
 def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
     """Raise ValueError naming ``name`` and the first bad entry if ``tensor`` has NaN or inf."""
+    if tensor.is_floating_point() and tensor.numel() and torch.isfinite(tensor.sum()):
+        return tensor  # fast path: a sum of values is finite only if every value is finite
     bad = ~torch.isfinite(tensor)
     if bad.any():
         index = tuple(int(i) for i in bad.nonzero()[0])
@@ -116,3 +118,110 @@ def check_callable(name: str, value):
     if not callable(value):
         raise TypeError(f"{name} must be callable, got {describe(value)}")
     return value
+
+
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` if it is exactly True or False (not "no", 0 or None), else raise TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {describe(value)}")
+    return value
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory in bytes (a generous 1 TiB where it cannot be read)."""
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**40
+
+
+def _gib(num_bytes: float) -> str:
+    return f"{num_bytes / 2**30:.3g} GiB"
+
+
+def check_allocation(name: str, value, num_bytes: float) -> None:
+    """Raise ValueError naming ``name`` when a request of ``num_bytes`` cannot fit in memory.
+
+    Called before allocating, so that ``num_samples=10**12`` gets a message of ours rather
+    than an allocator error (or a swap storm) inside torch. The limit is the machine's
+    physical memory; the estimate counts only the largest tensor the call makes, so passing
+    this check does not guarantee the call fits.
+    """
+    limit = _memory_bytes()
+    if num_bytes > limit:
+        raise ValueError(
+            f"{name}={value} would need about {_gib(num_bytes)} for one tensor alone, more "
+            f"than this machine's {_gib(limit)} of memory; use a smaller {name}"
+        )
+
+
+def evaluate_f(f, x: torch.Tensor, num_samples: int, *, scalar: bool = True) -> torch.Tensor:
+    """f(x), checked: a real tensor with one finite value per sample (its graph is kept).
+
+    The one place where every estimator and Monte Carlo routine evaluates the caller's f.
+
+    Args:
+        f: the function under the expectation.
+        x: the samples, shape ``(num_samples, ...)``.
+        num_samples: N, the number of rows of ``x``.
+        scalar: f must return shape ``(N,)``; otherwise ``(N, *shape)`` is accepted.
+
+    Returns:
+        f(x) as returned (integer and boolean values are converted to the dtype of ``x``
+        when it is floating, else to the default dtype), shape ``(N,)`` or ``(N, *shape)``.
+    """
+    values = f(x)
+    expected = f"({num_samples},)" if scalar else f"({num_samples}, ...)"
+    if not isinstance(values, torch.Tensor):
+        raise TypeError(f"f must return a tensor of shape {expected}, one value per sample, "
+                        f"got {describe(values)}")
+    if values.is_complex():
+        raise TypeError(f"f must return real values, got {describe(values)}")
+    if (values.shape != (num_samples,)) if scalar else (
+            values.dim() == 0 or values.shape[0] != num_samples):
+        raise ValueError(f"f must return one value per sample, shape {expected}, got shape "
+                         f"{tuple(values.shape)} for samples of shape {tuple(x.shape)}")
+    check_finite("f(x)", values.detach())
+    if not values.is_floating_point():
+        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        values = values.to(dtype)
+    return values
+
+
+def is_boolean(value) -> bool:
+    """True for Python and NumPy booleans and for boolean arrays and tensors."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool
+    if isinstance(value, np.ndarray):
+        return value.dtype == np.bool_
+    return False
+
+
+def check_real(name: str, value, *, positive: bool = False, minimum: float | None = None) -> float:
+    """Return ``value`` as a finite float, or raise naming ``name``.
+
+    Accepts a real number or a one-element real array or tensor (e.g. a 0-dim tensor);
+    refuses booleans, strings, None, complex numbers and NaN or inf. With ``positive`` the
+    value must be > 0; with ``minimum`` it must be >= ``minimum``.
+    """
+    if is_boolean(value):
+        raise TypeError(f"{name} must be a real number, got {describe(value)}")
+    one_element = (isinstance(value, torch.Tensor) and value.numel() == 1) or (
+        isinstance(value, np.ndarray) and value.size == 1)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+    elif one_element:
+        number = float(as_tensor(name, value, dtype=torch.float64).reshape(()))
+    else:
+        raise TypeError(f"{name} must be a real number, got {describe(value)}")
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    if positive and not number > 0:
+        raise ValueError(f"{name} must be > 0, got {number}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number

@@ -82,19 +82,62 @@ def optimal_baseline(f_values, scores) -> torch.Tensor:
                        torch.zeros_like(numerator))
 
 
-def _centred(f: torch.Tensor, baseline, theta: torch.Tensor) -> torch.Tensor:
-    """f - b shaped to multiply the scores (N, D): (N, 1), or (N, D) for per-coordinate b."""
-    if isinstance(baseline, str) and baseline == "loo":
-        return (f - leave_one_out(f))[:, None]
+def centre(f_values, baseline, *, num_coordinates=None) -> torch.Tensor:
+    """f - b for every accepted form of a baseline b: the one parser of baselines.
+
+    The score-function estimator multiplies f - b by the score; any b that does not depend
+    on the draw it multiplies keeps it unbiased (module docstring).
+
+    Args:
+        f_values: f(x_n), shape ``(N, *shape)``, samples along dimension 0; detached here.
+        baseline: None (b = 0); a number; ``"loo"``, the leave-one-out baseline along
+            dimension 0 (:func:`leave_one_out`, N >= 2); or a tensor. Without
+            ``num_coordinates`` a tensor must broadcast to ``f_values`` (for example
+            per-sample b_n of shape ``(N, *shape)``). With ``num_coordinates=D`` (the
+            estimators of :mod:`companion.estimators`, where ``f_values`` has shape ``(N,)``)
+            a tensor is a scalar or has shape ``(D,)``, one constant per coordinate of θ.
+
+    Returns:
+        f - b, shape of ``f_values``; shape ``(N, D)`` for a per-coordinate baseline.
+
+    Example:
+        >>> centre(torch.tensor([1.0, 2.0, 6.0]), "loo")  # f_n - mean of the others
+        tensor([-3.0000, -1.5000,  4.5000])
+        >>> centre(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), num_coordinates=2)
+        tensor([[1., 0.],
+                [2., 1.]])
+    """
+    if not isinstance(f_values, torch.Tensor) or not f_values.is_floating_point():
+        raise TypeError(f"f_values must be a floating-point tensor shaped (N, ...), got "
+                        f"{describe(f_values)}")
+    f = check_finite("f_values", f_values.detach())
+    if num_coordinates is not None and f.dim() != 1:
+        raise ValueError(f"f_values must have shape (N,) with num_coordinates, got shape "
+                         f"{tuple(f.shape)}")
     if baseline is None:
-        return f[:, None]
-    if isinstance(baseline, torch.Tensor) or (
-            isinstance(baseline, numbers.Real) and not isinstance(baseline, bool)):
-        b = torch.as_tensor(baseline).detach().to(device=f.device, dtype=f.dtype)
-        if b.dim() == 0 or b.shape == theta.shape:
-            return f[:, None] - check_finite("baseline", b)
-    raise ValueError(
-        "baseline must be None, a number, a tensor shaped like theta "
-        f"{tuple(theta.shape)} (one constant per coordinate), or 'loo' (leave-one-out), "
-        f"got {describe(baseline)}"
-    )
+        return f
+    if isinstance(baseline, str) and baseline == "loo":
+        return f - leave_one_out(f)
+    if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
+        return f - check_finite("baseline", torch.tensor(float(baseline), dtype=f.dtype))
+    if isinstance(baseline, torch.Tensor) and not baseline.is_complex():
+        b = check_finite("baseline", baseline.detach().to(device=f.device, dtype=f.dtype))
+        if num_coordinates is not None:
+            if b.dim() == 0:
+                return f - b
+            if b.shape == (num_coordinates,):
+                return f[:, None] - b  # (N, D)
+        elif _broadcasts(b.shape, f.shape):
+            return f - b
+    expected = (f"a tensor of shape ({num_coordinates},), one constant per coordinate of theta"
+                if num_coordinates is not None
+                else f"a tensor broadcastable to f_values {tuple(f.shape)}")
+    raise ValueError(f"baseline must be None, a number, {expected}, or 'loo' (leave-one-out), "
+                     f"got {describe(baseline)}")
+
+
+def _broadcasts(shape, target) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False

@@ -1,7 +1,8 @@
 """Estimators of ∇θ E_{x~p(x;θ)}[f(x)] that report per-sample estimates and a standard error.
 
-Three estimators, one return type (Mohamed et al. 2020, "Monte Carlo Gradient Estimation in
-Machine Learning", JMLR 21):
+Three estimators, one argument order ``(f, dist_fn, theta, num_samples)`` and one return type,
+:class:`companion.montecarlo.Estimate` (Mohamed et al. 2020, "Monte Carlo Gradient Estimation
+in Machine Learning", JMLR 21):
 
 - :func:`score_function`: (f(x) - b) ∇θ log p(x; θ), any distribution, any f (§4; baselines
   §7). Chapter 3.
@@ -9,35 +10,35 @@ Machine Learning", JMLR 21):
 - :func:`finite_difference`: central differences over θ ± h e_d; any distribution and f,
   bias O(h²). The honest baseline of Chapter 2.
 
-Each returns a :class:`GradientEstimate` whose ``samples`` row n is the per-sample estimate
-g_n, so ``mean`` is their average, ``stderr`` the standard error, and variances can be
-measured from the rows. Everything is vectorized over samples: per-sample gradients (an N x D
-Jacobian) come from the double-backward trick of :mod:`companion.surrogates`, with a chunked
-reverse-mode fallback for backward passes that cannot be differentiated (Beta, Dirichlet).
+The estimate's ``samples`` row n is the per-sample estimate g_n, so ``mean`` is their average
+and ``stderr`` the standard error. The per-sample gradients come from
+:func:`per_sample_gradients`: θ is expanded into N copies, one per draw, so that a single
+backward pass of Σ_n y_n gives every row ∂y_n/∂θ at once (the copies share θ's value; only
+their gradients differ). That is why ``dist_fn`` is *batched*: it maps θ of shape ``(..., D)``
+to a distribution whose batch shape starts with θ's leading dimensions, e.g.
+``lambda t: Normal(t[..., 0], t[..., 1])``.
 """
 
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
 
 import torch
 
-from ._validation import check_callable, check_finite, check_positive_int, describe
-from .baselines import _centred
-from .montecarlo import Estimate
-from .surrogates import _per_sample_gradients
+from ._validation import (
+    check_allocation,
+    check_bool,
+    check_callable,
+    check_finite,
+    check_positive_int,
+    describe,
+    evaluate_f,
+)
+from .baselines import centre
+from .montecarlo import Estimate, summarize
 
-
-@dataclass(frozen=True)
-class GradientEstimate(Estimate):
-    """A Monte Carlo gradient estimate: ``mean`` and ``stderr`` shaped like θ.
-
-    Attributes:
-        mean: the estimate of ∇θ E[f(x)], shape ``(D,)``.
-        stderr: its standard error, shape ``(D,)``.
-        samples: the per-sample estimates g_n, one row per draw, shape ``(N, D)``.
-    """
+_BATCHED_HINT = ("dist_fn must be batched: it receives θ of shape (D,) or (N, D) and must index "
+                 "the last dimension, e.g. lambda t: Normal(t[..., 0], t[..., 1]), not t[0]")
 
 
 # ---------------------------------------------------------------- input checks
@@ -61,37 +62,146 @@ def _make_dist(dist_fn, theta: torch.Tensor) -> torch.distributions.Distribution
     return dist
 
 
-def _evaluate(f, x: torch.Tensor, num_samples: int, dtype: torch.dtype) -> torch.Tensor:
-    """f(x), checked to be a finite tensor of shape (num_samples,); keeps its graph."""
-    values = f(x)
-    if not isinstance(values, torch.Tensor):
-        raise TypeError(f"f must return a tensor of shape ({num_samples},), one value per "
-                        f"sample, got {describe(values)}")
-    if values.shape != (num_samples,):
-        raise ValueError(f"f must return one value per sample, shape ({num_samples},), got "
-                         f"shape {tuple(values.shape)} for samples of shape {tuple(x.shape)}")
-    check_finite("f(x)", values.detach())
-    return values if values.is_floating_point() else values.to(dtype)
+def _check_dist_fn(dist_fn, theta: torch.Tensor) -> torch.distributions.Distribution:
+    """dist_fn(θ), after checking that dist_fn maps copies (m, D) to batch shape (m, *batch)."""
+    dist = _make_dist(dist_fn, theta)
+    m = 3 if theta.shape[0] == 2 else 2  # a count that cannot be mistaken for D
+    probe = _make_dist(dist_fn, theta.expand(m, -1))
+    if (probe.batch_shape != (m, *dist.batch_shape)
+            or probe.event_shape != dist.event_shape):
+        raise ValueError(
+            f"{_BATCHED_HINT}; for θ of shape {tuple(theta.shape)} it gave batch shape "
+            f"{tuple(dist.batch_shape)}, but for {m} copies, shape ({m}, {theta.shape[0]}), "
+            f"batch shape {tuple(probe.batch_shape)} instead of ({m}, *batch_shape)")
+    return dist
 
 
-def _check_common(dist_fn, theta, f, num_samples):
-    check_callable("dist_fn", dist_fn)
+def _check_size(num_samples: int, theta: torch.Tensor, dist) -> None:
+    """Refuse, before allocating, N draws or an (N, D) gradient that cannot fit in memory."""
+    per_draw = max(dist.batch_shape.numel() * dist.event_shape.numel(), theta.numel())
+    check_allocation("num_samples", num_samples,
+                     num_samples * per_draw * theta.element_size())
+
+
+def _check_common(f, dist_fn, theta, num_samples):
     check_callable("f", f)
+    check_callable("dist_fn", dist_fn)
     num_samples = check_positive_int("num_samples", num_samples, minimum=2)
     return _check_theta(theta), num_samples
 
 
-def _summarize(samples: torch.Tensor) -> GradientEstimate:
-    """Mean and standard error s / sqrt(N) of the per-sample estimates ``(N, D)``."""
-    check_finite("the per-sample gradient estimates", samples)
-    stderr = samples.std(dim=0, unbiased=True) / samples.shape[0] ** 0.5
-    return GradientEstimate(mean=samples.mean(dim=0), stderr=stderr, samples=samples)
+def _flat_log_prob(dist, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """log p(x_n; θ_n) summed over the batch dimensions of one draw: shape (N,)."""
+    return dist.log_prob(x).reshape(num_samples, -1).sum(dim=1)
+
+
+# ---------------------------------------------------------------- the engine
+
+
+def per_sample_gradients(fn, theta, num_samples) -> Estimate:
+    """Per-sample gradients ∂y_n/∂θ of per-sample values y_n, by N copies of θ and one backward.
+
+    θ is expanded into copies θ_1 = ... = θ_N (shape ``(N, D)``, no memory of its own) and
+    ``fn`` computes y_n from row n. Because y_n depends on θ_n alone,
+
+        ∂(Σ_m y_m) / ∂θ_n = ∂y_n / ∂θ_n,
+
+    so one backward pass of the sum gives all N rows, at the cost of the ordinary batch
+    gradient and with memory linear in N·D. The premise "y_n depends on row n only" is
+    checked, not assumed: one more backward pass differentiates a single y_j and refuses the
+    result if any other row's gradient is non-zero (an ``fn`` that mixes samples, e.g. by
+    centring them on their mean).
+
+    Args:
+        fn: maps copies of θ, shape ``(N, D)``, to values ``(N,)`` with a graph to them; it
+            may draw fresh noise (e.g. ``dist_fn(t).rsample()``), each row its own.
+        theta: θ, a 1-D floating tensor of shape ``(D,)``; copied, never modified.
+        num_samples: N >= 2.
+
+    Returns:
+        An :class:`~companion.montecarlo.Estimate` whose ``samples`` are the rows ∂y_n/∂θ,
+        shape ``(N, D)``, with their ``mean`` and ``stderr``, shape ``(D,)``.
+
+    Example:
+        >>> theta = torch.tensor([1.0, 2.0])
+        >>> est = per_sample_gradients(lambda t: t[:, 0] * t[:, 1] * torch.arange(3.0), theta, 3)
+        >>> est.samples  # row n: n · (θ₂, θ₁)
+        tensor([[0., 0.],
+                [2., 1.],
+                [4., 2.]])
+    """
+    check_callable("fn", fn)
+    theta = _check_theta(theta)
+    num_samples = check_positive_int("num_samples", num_samples, minimum=2)
+    return _rows(fn, theta, num_samples, what="fn(theta)")
+
+
+def _rows(fn, theta: torch.Tensor, num_samples: int, *, what: str,
+          probe: bool = True) -> Estimate:
+    """The engine of :func:`per_sample_gradients`; ``what`` names fn in error messages.
+
+    ``probe=False`` skips the extra backward pass that checks that value n depends on copy n
+    only, for callers that have checked it another way (:func:`pathwise` checks f on a
+    sub-batch; a batched ``dist_fn``'s log-density is per row by construction).
+    """
+    check_allocation("num_samples", num_samples,
+                     num_samples * theta.numel() * theta.element_size())
+    with torch.enable_grad():
+        copies = theta.expand(num_samples, -1).requires_grad_(True)  # (N, D), a view of θ
+        values = fn(copies)
+        _check_values(values, num_samples, what)
+        if not values.requires_grad:
+            raise ValueError(f"{what} returned values that do not depend on theta: the "
+                             "gradient would be a silent zero (was theta detached?)")
+        if probe:
+            _probe_rows(values, copies, what)
+        (grads,) = torch.autograd.grad(values.sum(), copies, allow_unused=True)
+    if grads is None:
+        raise ValueError(f"{what} returned values that do not depend on theta: the "
+                         "gradient would be a silent zero (was theta detached?)")
+    return summarize(grads)
+
+
+def _probe_rows(values: torch.Tensor, copies: torch.Tensor, what: str) -> None:
+    """Refuse values where y_j depends on a copy other than j (one extra backward pass)."""
+    j = values.shape[0] // 2  # middle row: catches global, prefix and suffix mixing alike
+    (probe,) = torch.autograd.grad(values[j], copies, retain_graph=True, allow_unused=True)
+    if probe is not None and (torch.cat([probe[:j], probe[j + 1:]]) != 0).any():
+        raise ValueError(_mixing(what, j))
+
+
+def _mixing(what: str, j: int) -> str:
+    return (f"{what} must act on each sample separately: value n may depend on draw n only, "
+            f"but value {j} depends on other draws (e.g. the values are centred or normalized "
+            "over the batch); per-sample gradients and their standard error would be wrong")
+
+
+def _check_rowwise(f, x: torch.Tensor, values: torch.Tensor) -> None:
+    """Refuse an f that mixes samples: f on three rows, reversed, must repeat f on all rows."""
+    n = x.shape[0]
+    rows = torch.tensor(sorted({n - 1, n // 2, 0}, reverse=True), device=x.device)
+    with torch.no_grad():
+        again = evaluate_f(f, x.detach()[rows], rows.shape[0]).to(values.dtype)
+        before = values.detach()[rows]
+    tol = torch.finfo(values.dtype).eps ** 0.5 * (1 + before.abs())
+    if not ((again - before).abs() <= tol).all():
+        raise ValueError(_mixing("f", int(rows[0])) + "; f of three rows alone gave "
+                         f"{again.tolist()}, f of the whole batch {before.tolist()} there")
+
+
+def _check_values(values, num_samples: int, what: str) -> None:
+    if not isinstance(values, torch.Tensor) or not values.is_floating_point():
+        raise TypeError(f"{what} must be a floating-point tensor of shape ({num_samples},), "
+                        f"got {describe(values)}")
+    if values.shape != (num_samples,):
+        raise ValueError(f"{what} must hold one value per copy of theta, shape "
+                         f"({num_samples},), got shape {tuple(values.shape)}")
 
 
 # ---------------------------------------------------------------- estimators
 
 
-def score_function(dist_fn, theta, f, num_samples, baseline=None) -> GradientEstimate:
+def score_function(f, dist_fn, theta, num_samples, *, baseline=None) -> Estimate:
     """Score-function (REINFORCE, log-derivative) estimate of ∇θ E_{x~p(x;θ)}[f(x)].
 
     Mohamed et al. 2020, §4 (baselines §7): ∇θ E[f(x)] = E[(f(x) - b) ∇θ log p(x; θ)] for
@@ -102,10 +212,12 @@ def score_function(dist_fn, theta, f, num_samples, baseline=None) -> GradientEst
     f need not be differentiable and x may be discrete; no gradient flows through x or f.
 
     Args:
-        dist_fn: maps θ to a ``torch.distributions.Distribution`` (any batch/event shape;
-            the log-density of a draw is summed over its batch dimensions).
+        f: maps samples ``(N, *batch_shape, *event_shape)`` to values ``(N,)`` (booleans and
+            integers are read as numbers).
+        dist_fn: maps θ of shape ``(..., D)`` to a ``torch.distributions.Distribution`` with
+            batch shape ``(..., *batch_shape)``, e.g. ``lambda t: Normal(t[..., 0], t[..., 1])``;
+            the log-density of a draw is summed over ``batch_shape``.
         theta: θ, a 1-D floating tensor of shape ``(D,)``; copied, never modified.
-        f: maps samples ``(N, *batch_shape, *event_shape)`` to values ``(N,)``.
         num_samples: N >= 2.
         baseline: None (b = 0); a number; a tensor of shape ``(D,)``, one constant per
             coordinate (e.g. :func:`companion.baselines.optimal_baseline` from independent
@@ -114,37 +226,32 @@ def score_function(dist_fn, theta, f, num_samples, baseline=None) -> GradientEst
             draws), so ``stderr`` is the usual large-N approximation.
 
     Returns:
-        A :class:`GradientEstimate`: ``mean`` and ``stderr`` of shape ``(D,)``, ``samples``
-        the g_n, shape ``(N, D)``.
+        An :class:`~companion.montecarlo.Estimate`: ``mean`` and ``stderr`` of shape ``(D,)``,
+        ``samples`` the g_n, shape ``(N, D)``.
 
     Example:
         >>> from companion.seeding import seed_everything
         >>> _ = seed_everything(0)
-        >>> normal = lambda t: torch.distributions.Normal(t[0], t[1])
-        >>> est = score_function(normal, torch.tensor([1.0, 1.0]), lambda x: x**2, 100_000)
+        >>> normal = lambda t: torch.distributions.Normal(t[..., 0], t[..., 1])
+        >>> est = score_function(lambda x: x**2, normal, torch.tensor([1.0, 1.0]), 100_000)
         >>> est.samples.shape
         torch.Size([100000, 2])
         >>> est.mean  # ∇(μ² + σ²) = (2μ, 2σ) = (2, 2)  # doctest: +SKIP
         tensor([1.9910, 2.0057])
     """
-    theta, num_samples = _check_common(dist_fn, theta, f, num_samples)
+    theta, num_samples = _check_common(f, dist_fn, theta, num_samples)
     with torch.no_grad():
-        dist = _make_dist(dist_fn, theta)
+        dist = _check_dist_fn(dist_fn, theta)
+        _check_size(num_samples, theta, dist)
         x = dist.sample((num_samples,))  # (N, *batch_shape, *event_shape), no path to θ
-        values = _evaluate(f, x, num_samples, theta.dtype).detach()  # (N,)
-    centred = _centred(values, baseline, theta)  # (N, 1) or (N, D)
-
-    def log_prob(start, stop):  # log p(x_n; θ) for n in [start, stop), summed over batch dims
-        lp = _make_dist(dist_fn, theta).log_prob(x[start:stop])
-        return lp.reshape(stop - start, -1).sum(dim=1)
-
-    with torch.enable_grad():
-        theta.requires_grad_(True)
-        scores = _per_sample_gradients(log_prob, theta, num_samples)  # (N, D)
-    return _summarize(centred * scores)
+        values = evaluate_f(f, x, num_samples).to(theta.dtype)  # (N,)
+    centred = centre(values, baseline, num_coordinates=theta.shape[0])  # (N,) or (N, D)
+    scores = _rows(lambda t: _flat_log_prob(_make_dist(dist_fn, t), x, num_samples), theta,
+                   num_samples, what="log p(x; θ) of dist_fn(theta)", probe=False).samples
+    return summarize(centred[:, None] * scores if centred.dim() == 1 else centred * scores)
 
 
-def pathwise(dist_fn, theta, f, num_samples) -> GradientEstimate:
+def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
     """Pathwise (reparameterization) estimate of ∇θ E_{x~p(x;θ)}[f(x)].
 
     Mohamed et al. 2020, §5: write x = x(θ, ε) with ε ~ p(ε) independent of θ (what
@@ -152,72 +259,94 @@ def pathwise(dist_fn, theta, f, num_samples) -> GradientEstimate:
 
         g_n = ∇θ f(x(θ, ε_n)).
 
-    Needs ``dist_fn(theta).has_rsample`` and f differentiable in x. For Beta and Dirichlet
-    (implicit reparameterization) the backward pass of ``rsample`` cannot be differentiated
-    again, so the fast double-backward route fails; the estimate then falls back to reverse
-    mode one sample at a time in chunks of 64 draws (correct, slower), calling f on chunks
-    and redrawing the samples. f must therefore act on each sample separately. The same
-    fallback is taken when only part of the graph is affected (e.g. an affine map of a Beta
-    draw), detected because the per-sample rows no longer sum to the batch gradient.
+    Needs ``dist_fn(theta).has_rsample`` and f differentiable in x. Every family with
+    ``rsample`` works, implicit ones (Gamma, Beta, Dirichlet, VonMises) included, at the cost
+    of one batch gradient (see :func:`per_sample_gradients`). f must act on each sample
+    separately (checked). An f that returns integers or booleans, or detaches x, and a
+    ``dist_fn`` that detaches θ, are refused: their pathwise gradient is a silent zero.
 
     Args:
-        dist_fn: maps θ to a ``torch.distributions.Distribution`` with ``rsample``.
+        f: maps samples ``(N, *batch_shape, *event_shape)`` to values ``(N,)``,
+            differentiably; a coordinate of θ that f does not depend on gets a zero gradient.
+        dist_fn: maps θ of shape ``(..., D)`` to a distribution with ``rsample`` and batch
+            shape ``(..., *batch_shape)``, e.g. ``lambda t: Normal(t[..., 0], t[..., 1])``.
         theta: θ, a 1-D floating tensor of shape ``(D,)``; copied, never modified.
-        f: maps samples ``(N, *batch_shape, *event_shape)`` to values ``(N,)``; a coordinate
-            of θ that f does not depend on gets a zero gradient.
         num_samples: N >= 2.
 
     Returns:
-        A :class:`GradientEstimate` with ``mean``, ``stderr`` of shape ``(D,)`` and the
-        per-sample g_n as ``samples``, shape ``(N, D)``.
+        An :class:`~companion.montecarlo.Estimate` with ``mean``, ``stderr`` of shape ``(D,)``
+        and the per-sample g_n as ``samples``, shape ``(N, D)``.
 
     Raises:
-        ValueError: the distribution has no reparameterized sampler.
+        ValueError: the distribution has no reparameterized sampler, or the draws or f's
+            values do not depend on θ.
 
     Example:
         >>> from companion.seeding import seed_everything
         >>> _ = seed_everything(0)
-        >>> normal = lambda t: torch.distributions.Normal(t[0], t[1])
-        >>> est = pathwise(normal, torch.tensor([1.0, 1.0]), lambda x: x**2, 1_000)
+        >>> normal = lambda t: torch.distributions.Normal(t[..., 0], t[..., 1])
+        >>> est = pathwise(lambda x: x**2, normal, torch.tensor([1.0, 1.0]), 1_000)
         >>> est.mean  # ∇(μ² + σ²) = (2, 2); g_n = (2x_n, 2x_n ε_n)  # doctest: +SKIP
         tensor([2.0578, 2.1738])
         >>> est.stderr.shape
         torch.Size([2])
     """
-    theta, num_samples = _check_common(dist_fn, theta, f, num_samples)
-    dist = _make_dist(dist_fn, theta)
+    theta, num_samples = _check_common(f, dist_fn, theta, num_samples)
+    dist = _check_dist_fn(dist_fn, theta)
     if not dist.has_rsample:
         raise ValueError(
             f"dist_fn(theta) returned a {type(dist).__name__}, which has no reparameterized "
             "sampler (has_rsample is False); use score_function, which works for any "
-            "distribution, or finite_difference"
-        )
+            "distribution, or finite_difference")
+    _check_size(num_samples, theta, dist)
 
-    def values(start, stop):  # f(x(θ, ε_n)) for fresh draws, with the graph to θ
-        x = _make_dist(dist_fn, theta).rsample((stop - start,))
-        return _evaluate(f, x, stop - start, theta.dtype)
+    def values(copies):  # f(x(θ_n, ε_n)), one fresh draw per copy of θ
+        x = _make_dist(dist_fn, copies).rsample()  # (N, *batch_shape, *event_shape)
+        if not x.requires_grad:
+            raise ValueError("dist_fn(theta).rsample() returned draws without a graph to "
+                             "theta (did dist_fn detach theta, or build the distribution "
+                             "from constants?); the pathwise gradient would be a silent zero")
+        y = evaluate_f(f, x, num_samples)
+        if not y.requires_grad:
+            raise ValueError(
+                "f(x) has no differentiable path from x (f detached x, or returned integers "
+                "or booleans, e.g. a step function): its pathwise gradient would be a silent "
+                "zero, not ∇θ E[f]; use score_function or finite_difference")
+        _check_rowwise(f, x, y)
+        return y.to(theta.dtype)
 
-    with torch.enable_grad():
-        theta.requires_grad_(True)
-        grads = _per_sample_gradients(values, theta, num_samples)  # (N, D)
-    return _summarize(grads)
+    return _rows(values, theta, num_samples, what="f", probe=False)
 
 
-def _values_at(dist_fn, theta, f, num_samples, seed) -> torch.Tensor:
+def _values_at(f, dist_fn, theta, num_samples, seed) -> torch.Tensor:
     """f(x_n) for x_n ~ p(x; θ); with a seed, the draws replay the same random stream."""
     dist = _make_dist(dist_fn, theta)
     if seed is None:
-        return _evaluate(f, dist.sample((num_samples,)), num_samples, theta.dtype)
+        return evaluate_f(f, dist.sample((num_samples,)), num_samples).to(theta.dtype)
     # fork_rng restores the global state afterwards: the caller's stream moves on only by
     # the one draw that chose the seed.
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         x = dist.sample((num_samples,))
-    return _evaluate(f, x, num_samples, theta.dtype)
+    return evaluate_f(f, x, num_samples).to(theta.dtype)
 
 
-def finite_difference(dist_fn, theta, f, num_samples, step=1e-3,
-                      common_random_numbers=True) -> GradientEstimate:
+def _check_step(step, theta: torch.Tensor) -> float:
+    if isinstance(step, bool) or not isinstance(step, numbers.Real):
+        raise TypeError(f"step must be a number > 0, got {describe(step)}")
+    if not 0 < step < float("inf"):
+        raise ValueError(f"step must be a finite number > 0, got {step}")
+    plus, minus = theta + step, theta - step
+    if (plus == minus).any() or not torch.isfinite(plus - minus).all():
+        d = int(((plus == minus) | ~torch.isfinite(plus - minus)).nonzero()[0])
+        raise ValueError(
+            f"step={step} cannot be resolved at theta[{d}] = {theta[d].item()} in "
+            f"{theta.dtype}: θ + h and θ - h round to the same number; use a larger step")
+    return float(step)
+
+
+def finite_difference(f, dist_fn, theta, num_samples, *, step=1e-3,
+                      common_random_numbers=True) -> Estimate:
     """Central finite-difference estimate of ∇θ E_{x~p(x;θ)}[f(x)], one coordinate at a time.
 
     For each coordinate d, with e_d the d-th unit vector and step h,
@@ -228,40 +357,38 @@ def finite_difference(dist_fn, theta, f, num_samples, step=1e-3,
     mean estimates the difference quotient (E_{θ+he_d}[f] - E_{θ-he_d}[f]) / (2h), whose bias
     as a gradient is O(h²) (zero when E[f] is quadratic in θ). With
     ``common_random_numbers=True`` all 2D evaluations replay one random stream (one seed drawn
-    from the global generator), so the noise is shared and cancels in the difference, a
-    coupling of the kind in Mohamed et al. 2020, §7; with False each evaluation gets fresh
-    noise and the variance grows like Var[f] / (2h²). The denominator is the realized
-    (θ + h e_d)_d - (θ - h e_d)_d, so rounding of θ ± h does not bias the quotient.
+    from the global generator; the global stream itself is restored), so the noise is shared
+    and cancels in the difference, a coupling of the kind in Mohamed et al. 2020, §7; with
+    False each evaluation gets fresh noise and the variance grows like Var[f] / (2h²). The
+    denominator is the realized (θ + h e_d)_d - (θ - h e_d)_d, so rounding of θ ± h does not
+    bias the quotient. Costs 2D evaluations of f per sample.
 
     Args:
-        dist_fn: maps θ to a ``torch.distributions.Distribution``.
-        theta: θ, a 1-D floating tensor of shape ``(D,)``; copied, never modified.
         f: maps samples ``(N, *batch_shape, *event_shape)`` to values ``(N,)``; called 2D times.
+        dist_fn: maps θ to a ``torch.distributions.Distribution`` (called on single θ's, so
+            the batched form ``t[..., 0]`` of the other estimators works too).
+        theta: θ, a 1-D floating tensor of shape ``(D,)``; copied, never modified.
         num_samples: N >= 2.
-        step: h > 0; θ ± h e_d must be valid parameters of ``dist_fn``.
+        step: h > 0, resolvable in θ's dtype; θ ± h e_d must be valid parameters of ``dist_fn``.
         common_random_numbers: share the noise across all 2D evaluations (default True).
 
     Returns:
-        A :class:`GradientEstimate`: ``mean``, ``stderr`` of shape ``(D,)``, ``samples`` the
-        g_n, shape ``(N, D)``.
+        An :class:`~companion.montecarlo.Estimate`: ``mean``, ``stderr`` of shape ``(D,)``,
+        ``samples`` the g_n, shape ``(N, D)``.
 
     Example:
         >>> from companion.seeding import seed_everything
         >>> _ = seed_everything(0)
-        >>> normal = lambda t: torch.distributions.Normal(t[0], t[1])
+        >>> normal = lambda t: torch.distributions.Normal(t[..., 0], t[..., 1])
         >>> theta = torch.tensor([1.0, 1.0], dtype=torch.float64)
-        >>> est = finite_difference(normal, theta, lambda x: x**2, 1_000, step=0.1)
+        >>> est = finite_difference(lambda x: x**2, normal, theta, 1_000, step=0.1)
         >>> est.mean  # with shared noise g_n = (2x_n, 2x_n ε_n), as pathwise  # doctest: +SKIP
         tensor([2.0280, 2.1130], dtype=torch.float64)
     """
-    theta, num_samples = _check_common(dist_fn, theta, f, num_samples)
-    if isinstance(step, bool) or not isinstance(step, numbers.Real):
-        raise TypeError(f"step must be a number > 0, got {describe(step)}")
-    if not 0 < step < float("inf"):
-        raise ValueError(f"step must be a finite number > 0, got {step}")
-    if not isinstance(common_random_numbers, bool):
-        raise TypeError(f"common_random_numbers must be True or False, got "
-                        f"{describe(common_random_numbers)}")
+    theta, num_samples = _check_common(f, dist_fn, theta, num_samples)
+    step = _check_step(step, theta)
+    check_bool("common_random_numbers", common_random_numbers)
+    _check_size(num_samples, theta, _make_dist(dist_fn, theta))
     seed = int(torch.randint(0, 2**62, ()).item()) if common_random_numbers else None
     columns = []
     with torch.no_grad():
@@ -269,7 +396,13 @@ def finite_difference(dist_fn, theta, f, num_samples, step=1e-3,
             shift = torch.zeros_like(theta)
             shift[d] = step
             plus, minus = theta + shift, theta - shift
-            difference = (_values_at(dist_fn, plus, f, num_samples, seed)
-                          - _values_at(dist_fn, minus, f, num_samples, seed))  # (N,)
+            try:
+                difference = (_values_at(f, dist_fn, plus, num_samples, seed)
+                              - _values_at(f, dist_fn, minus, num_samples, seed))  # (N,)
+            except ValueError as err:
+                if "f must" in str(err) or "f(x)" in str(err):
+                    raise
+                raise ValueError(f"step={step}: θ ± h e_{d} is not a valid parameter of "
+                                 f"dist_fn ({err})") from err
             columns.append(difference / (plus[d] - minus[d]))
-    return _summarize(torch.stack(columns, dim=1))
+    return summarize(torch.stack(columns, dim=1))

@@ -24,9 +24,17 @@ import math
 import torch
 from torch.distributions import Weibull
 
-from ._validation import as_tensor, check_callable, check_finite, check_positive_int, describe
-from .estimators import GradientEstimate, _evaluate  # f(x), checked: one finite value per sample
-from .montecarlo import summarize
+from ._validation import (
+    as_tensor,
+    check_allocation,
+    check_bool,
+    check_callable,
+    check_finite,
+    check_positive_int,
+    describe,
+    evaluate_f,
+)
+from .montecarlo import Estimate, summarize
 
 RAYLEIGH = Weibull(scale=torch.tensor(math.sqrt(2.0)), concentration=torch.tensor(2.0))
 """Rayleigh(1) as Weibull(scale √2, concentration 2): P(w > t) = exp(-t² / 2)."""
@@ -76,8 +84,8 @@ def _check_noise(noise, shape, coupled, loc):
     return out
 
 
-def measure_valued_gaussian_mean(loc, scale, f, num_samples, *, coupled=True,
-                                 noise=None) -> GradientEstimate:
+def measure_valued_gaussian_mean(f, loc, scale, num_samples, *, coupled=True,
+                                 noise=None) -> Estimate:
     """Measure-valued estimate of ∇μ E_{x~N(μ, diag σ²)}[f(x)], one coordinate at a time.
 
     For coordinate d, with x_n ~ N(μ, diag σ²) and x_n^{±} equal to x_n except for
@@ -92,9 +100,9 @@ def measure_valued_gaussian_mean(loc, scale, f, num_samples, *, coupled=True,
     16μ²/π - 4μ² (against 8μ²/π - 2μ² + 4σ²/π uncoupled).
 
     Args:
+        f: maps samples ``(N, *loc.shape)`` to values ``(N,)``; called 2D times, with N rows.
         loc: μ, a number or a tensor of shape ``(D,)``.
         scale: σ > 0, the same shape as ``loc`` (a standard deviation, not a variance).
-        f: maps samples ``(N, *loc.shape)`` to values ``(N,)``; called 2D times, with N rows.
         num_samples: N >= 2.
         coupled: share the Rayleigh draw between the two sides (default True).
         noise: optional ``(eps, w_plus, w_minus)`` to replay fixed noise, each of shape
@@ -103,12 +111,12 @@ def measure_valued_gaussian_mean(loc, scale, f, num_samples, *, coupled=True,
             when ``coupled``. Drawn from the global generator when None.
 
     Returns:
-        A :class:`companion.estimators.GradientEstimate` with ``mean`` and ``stderr`` of
+        A :class:`companion.montecarlo.Estimate` with ``mean`` and ``stderr`` of
         shape ``(D,)`` (``(1,)`` for a scalar ``loc``) and the g_n as ``samples`` ``(N, D)``.
 
     Example:
         >>> w = torch.tensor([0.5, 2.0], dtype=torch.float64)  # two Rayleigh draws
-        >>> est = measure_valued_gaussian_mean(1.0, 1.0, lambda x: x**2, 2,
+        >>> est = measure_valued_gaussian_mean(lambda x: x**2, 1.0, 1.0, 2,
         ...                                    noise=(torch.zeros_like(w), w, None))
         >>> est.samples[:, 0] * math.sqrt(2 * math.pi) / 4  # g_n = 4 μ w_n / √(2π), μ = 1
         tensor([0.5000, 2.0000], dtype=torch.float64)
@@ -116,9 +124,9 @@ def measure_valued_gaussian_mean(loc, scale, f, num_samples, *, coupled=True,
     loc, scale = _check_parameters(loc, scale)
     check_callable("f", f)
     num_samples = check_positive_int("num_samples", num_samples, minimum=2)
-    if not isinstance(coupled, bool):
-        raise TypeError(f"coupled must be True or False, got {describe(coupled)}")
+    check_bool("coupled", coupled)
     shape = (num_samples, *loc.shape)
+    check_allocation("num_samples", num_samples, 3 * num_samples * loc.numel() * 8)
     if noise is None:
         eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
         rayleigh = Weibull(RAYLEIGH.scale.to(loc), RAYLEIGH.concentration.to(loc))
@@ -136,9 +144,8 @@ def measure_valued_gaussian_mean(loc, scale, f, num_samples, *, coupled=True,
             plus, minus = base.clone(), base.clone()
             plus[:, d] = flat_loc[d] + flat_scale[d] * w_plus[:, d]  # a draw from p⁺
             minus[:, d] = flat_loc[d] - flat_scale[d] * w_minus[:, d]  # a draw from p⁻
-            difference = (_evaluate(f, plus.reshape(shape), num_samples, loc.dtype)
-                          - _evaluate(f, minus.reshape(shape), num_samples, loc.dtype))
+            difference = (evaluate_f(f, plus.reshape(shape), num_samples)
+                          - evaluate_f(f, minus.reshape(shape), num_samples)).to(loc.dtype)
             columns.append(constant[d] * difference)
-    est = summarize(torch.stack(columns, dim=1))  # (N, D)
-    return GradientEstimate(mean=est.mean, stderr=est.stderr, samples=est.samples)
+    return summarize(torch.stack(columns, dim=1))  # (N, D)
 

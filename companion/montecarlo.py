@@ -27,8 +27,10 @@ from ._validation import (
     check_finite,
     check_positive_int,
     check_probability,
+    check_allocation,
     check_samples,
     describe,
+    evaluate_f,
 )
 
 
@@ -79,24 +81,11 @@ def summarize(values) -> Estimate:
         tensor(2.)
     """
     samples = check_samples("values", values)
+    n = samples.shape[0]
     mean = samples.mean(dim=0)
-    stderr = samples.std(dim=0, unbiased=True) / samples.shape[0] ** 0.5
+    centred = samples - mean  # two passes: as accurate as Tensor.std, and faster over dim 0
+    stderr = ((centred * centred).sum(dim=0) / (n - 1) / n).sqrt()
     return Estimate(mean=mean, stderr=stderr, samples=samples)
-
-
-def _evaluate(f, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """Apply ``f`` to a batch of samples and check it returns one finite value per sample."""
-    values = f(x)
-    if not isinstance(values, torch.Tensor):
-        raise TypeError(
-            f"f must return a tensor shaped (num_samples, ...), got {describe(values)}"
-        )
-    if values.dim() == 0 or values.shape[0] != num_samples:
-        raise ValueError(
-            f"f must return one value per sample, shape ({num_samples}, ...), "
-            f"got shape {tuple(values.shape)}"
-        )
-    return check_finite("f(x)", values.detach())
 
 
 def expectation(f, dist: torch.distributions.Distribution, num_samples: int) -> Estimate:
@@ -119,10 +108,17 @@ def expectation(f, dist: torch.distributions.Distribution, num_samples: int) -> 
     check_callable("f", f)
     check_distribution("dist", dist)
     num_samples = check_positive_int("num_samples", num_samples, minimum=2)
+    _check_draws("num_samples", num_samples, dist)
     with torch.no_grad():
         x = dist.sample((num_samples,))
-        values = _evaluate(f, x, num_samples)
+        values = evaluate_f(f, x, num_samples, scalar=False)
     return summarize(values)
+
+
+def _check_draws(name: str, count: int, dist, per_count: int = 1) -> None:
+    """Refuse, before drawing, ``count`` draws of ``dist`` that cannot fit in memory."""
+    per_draw = dist.batch_shape.numel() * dist.event_shape.numel() * per_count
+    check_allocation(name, count, count * per_draw * 8)
 
 
 def running_mean(values) -> Estimate:
@@ -199,6 +195,7 @@ def antithetic_expectation(f, dist: torch.distributions.Distribution, num_pairs:
     check_callable("f", f)
     check_distribution("dist", dist)
     num_pairs = check_positive_int("num_pairs", num_pairs, minimum=2)
+    _check_draws("num_pairs", num_pairs, dist, per_count=2)
     shape = (num_pairs, *dist.batch_shape, *dist.event_shape)
     with torch.no_grad():
         dtype = dist.mean.dtype if dist.mean.is_floating_point() else torch.get_default_dtype()
@@ -210,7 +207,7 @@ def antithetic_expectation(f, dist: torch.distributions.Distribution, num_pairs:
                 f"dist must have an inverse CDF (icdf) for antithetic sampling, "
                 f"got {type(dist).__name__}, which has none"
             ) from err
-        values = _evaluate(f, x, 2 * num_pairs)
+        values = evaluate_f(f, x, 2 * num_pairs, scalar=False)
     return summarize((values[:num_pairs] + values[num_pairs:]) / 2)
 
 
@@ -240,8 +237,13 @@ def control_variate(values, control, control_mean, coef=None) -> Estimate:
     mean_g = check_finite("control_mean", as_tensor("control_mean", control_mean, dtype=f.dtype))
     if mean_g.dim() != 0:
         raise ValueError(f"control_mean must be a scalar, got shape {tuple(mean_g.shape)}")
+    if isinstance(coef, bool):
+        raise TypeError(f"coef must be a number or a 0-dim tensor, got {describe(coef)}")
     if coef is None:
         gc = g - g.mean()
         coef = ((f - f.mean()) * gc).sum() / (gc**2).sum().clamp_min(torch.finfo(f.dtype).tiny)
     coef = check_finite("coef", as_tensor("coef", coef, dtype=f.dtype))
+    if coef.dim() != 0:
+        raise ValueError(f"coef must be a scalar (one coefficient for every sample), got shape "
+                         f"{tuple(coef.shape)}")
     return summarize(f - coef * (g - mean_g))

@@ -4,7 +4,7 @@ of the Gaussian example (f = x² under N(1, 1): b* = (4, 6)) estimated from samp
 import pytest
 import torch
 
-from companion.baselines import leave_one_out, optimal_baseline
+from companion.baselines import centre, leave_one_out, optimal_baseline
 from companion.checks import check_close
 from companion.seeding import seed_everything
 
@@ -79,3 +79,33 @@ def test_leave_one_out_rejects_bad_input():
         leave_one_out(torch.zeros(1))
     with pytest.raises(ValueError, match="got a scalar"):
         leave_one_out(torch.tensor(1.0))
+
+
+def test_centre_accepts_every_form_of_baseline():
+    """The one baseline parser: None, a number, "loo", per-sample and per-coordinate tensors."""
+    f = torch.tensor([1.0, 2.0, 6.0], dtype=torch.float64)
+    torch.testing.assert_close(centre(f, None), f)
+    torch.testing.assert_close(centre(f, 0.5), f - 0.5)
+    torch.testing.assert_close(centre(f, "loo"), f - leave_one_out(f))
+    torch.testing.assert_close(centre(f, torch.tensor([1.0, 1.0, 2.0])), f - torch.tensor(
+        [1.0, 1.0, 2.0], dtype=torch.float64))  # per-sample b_n, from an independent source
+    per_coordinate = centre(f, torch.tensor([0.0, 1.0]), num_coordinates=2)
+    torch.testing.assert_close(per_coordinate, torch.stack([f, f - 1.0], dim=1))
+    surrogate_shape = torch.zeros(4, 3)  # (S, B): "loo" runs along dimension 0
+    assert centre(surrogate_shape, "loo").shape == (4, 3)
+
+
+@pytest.mark.parametrize("f, baseline, kwargs, error, match", [
+    (torch.zeros(3), "mean", {}, ValueError, "baseline must be None, a number.*'loo'"),
+    (torch.zeros(3), torch.zeros(4), {}, ValueError, r"broadcastable to f_values \(3,\)"),
+    (torch.zeros(3), torch.zeros(3), {"num_coordinates": 2}, ValueError,
+     r"a tensor of shape \(2,\), one constant per coordinate"),
+    (torch.zeros(3), True, {}, ValueError, "baseline must be None"),
+    (torch.zeros(3), float("inf"), {}, ValueError, "baseline must be finite"),
+    (torch.zeros(3, 2), None, {"num_coordinates": 2}, ValueError, r"f_values must have shape \(N,\)"),
+    ([1.0, 2.0], None, {}, TypeError, "f_values must be a floating-point tensor"),
+    (torch.tensor([1.0, float("nan")]), None, {}, ValueError, "f_values must be finite"),
+])
+def test_centre_rejects_bad_input(f, baseline, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        centre(f, baseline, **kwargs)

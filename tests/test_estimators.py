@@ -30,9 +30,8 @@ from torch.distributions import (
     TransformedDistribution,
 )
 
-from companion import surrogates
 from companion.checks import check_close, critical_z
-from companion.estimators import GradientEstimate, finite_difference, pathwise, score_function
+from companion.estimators import finite_difference, pathwise, per_sample_gradients, score_function
 from companion.montecarlo import Estimate, sample_variance
 from companion.seeding import seed_everything
 
@@ -40,7 +39,7 @@ DT = torch.float64
 
 
 def normal(t):
-    return Normal(t[0], t[1])
+    return Normal(t[..., 0], t[..., 1])
 
 
 def square(x):
@@ -73,7 +72,7 @@ def test_score_function_replays_the_normal_score(baseline):
     mu, sigma, n = 0.5, 1.5, 500
     b_arg = _theta(4.0, 6.0) if baseline == "tensor" else baseline
     seed_everything(0)
-    est = score_function(normal, _theta(mu, sigma), square, n, baseline=b_arg)
+    est = score_function(square, normal, _theta(mu, sigma), n, baseline=b_arg)
     seed_everything(0)
     x = Normal(_theta(mu), _theta(sigma)).sample((n,))[:, 0]
     score = torch.stack([(x - mu) / sigma**2, ((x - mu) ** 2 - sigma**2) / sigma**3], dim=1)
@@ -93,7 +92,7 @@ def test_pathwise_replays_the_reparameterized_normal():
     # x = μ + σ ε, f = x²: g_n = (2 x_n, 2 x_n ε_n)
     mu, sigma, n = 0.5, 1.5, 500
     seed_everything(1)
-    est = pathwise(normal, _theta(mu, sigma), square, n)
+    est = pathwise(square, normal, _theta(mu, sigma), n)
     seed_everything(1)
     x = Normal(_theta(mu), _theta(sigma)).rsample((n,))[:, 0]
     eps = (x - mu) / sigma
@@ -107,7 +106,7 @@ def test_finite_difference_replays_its_common_random_stream():
     # on this quadratic, central differences with shared noise replay pathwise exactly.
     mu, sigma, n = 0.5, 1.5, 200
     seed_everything(3)
-    est = finite_difference(normal, _theta(mu, sigma), square, n, step=0.3)
+    est = finite_difference(square, normal, _theta(mu, sigma), n, step=0.3)
     seed_everything(3)
     torch.manual_seed(int(torch.randint(0, 2**62, ()).item()))  # the one seed it draws
     x = Normal(_theta(mu), _theta(sigma)).sample((n,))[:, 0]
@@ -121,7 +120,7 @@ def test_finite_difference_without_common_noise_uses_fresh_draws():
     # order (θ + h e_1, θ - h e_1, θ + h e_2, θ - h e_2).
     mu, sigma, h, n = 0.5, 1.5, 0.1, 200
     seed_everything(4)
-    est = finite_difference(normal, _theta(mu, sigma), square, n, step=h,
+    est = finite_difference(square, normal, _theta(mu, sigma), n, step=h,
                             common_random_numbers=False)
     seed_everything(4)
     x = [Normal(_theta(m), _theta(s)).sample((n,))[:, 0]
@@ -134,8 +133,7 @@ def test_bernoulli_logit_score_is_x_minus_sigmoid():
     # ∂/∂ℓ log Bernoulli(x; logits=ℓ) = x - sigmoid(ℓ)
     logit, n = -0.4, 400
     seed_everything(5)
-    est = score_function(lambda t: Bernoulli(logits=t[0]), _theta(logit),
-                         lambda b: (b - 0.3) ** 2, n)
+    est = score_function(lambda b: (b - 0.3) ** 2, lambda t: Bernoulli(logits=t[..., 0]), _theta(logit), n)
     seed_everything(5)
     x = Bernoulli(logits=_theta(logit)[0]).sample((n,))
     expected = ((x - 0.3) ** 2 * (x - torch.sigmoid(_theta(logit)[0])))[:, None]
@@ -146,7 +144,7 @@ def test_categorical_logit_score_is_onehot_minus_softmax():
     # ∂/∂ℓ_k log Categorical(x; logits=ℓ) = 1[x = k] - softmax(ℓ)_k
     logits, values, n = _theta(0.2, -1.0, 0.5, 0.0), _theta(1.0, -2.0, 3.0, 0.5), 400
     seed_everything(6)
-    est = score_function(lambda t: Categorical(logits=t), logits, lambda k: values[k], n)
+    est = score_function(lambda k: values[k], lambda t: Categorical(logits=t), logits, n)
     seed_everything(6)
     x = Categorical(logits=logits).sample((n,))
     score = torch.nn.functional.one_hot(x, 4).to(DT) - torch.softmax(logits, 0)
@@ -157,7 +155,7 @@ def test_batch_shape_log_probs_are_summed():
     # Two independent N(μ_i, σ²), f = x_1 + x_2: score (x_i - μ_i)/σ², Σ_i ((x_i - μ_i)² - σ²)/σ³
     theta, n = _theta(0.5, -1.0, 2.0), 300
     seed_everything(7)
-    est = score_function(lambda t: Normal(t[:2], t[2]), theta, lambda x: x.sum(-1), n)
+    est = score_function(lambda x: x.sum(-1), lambda t: Normal(t[..., :2], t[..., 2:3]), theta, n)
     seed_everything(7)
     x = Normal(theta[:2], theta[2]).sample((n,))  # (n, 2)
     d = x - theta[:2]
@@ -166,8 +164,10 @@ def test_batch_shape_log_probs_are_summed():
 
 
 def _mvn(t):
-    tril = torch.stack([torch.stack([t[2], torch.zeros_like(t[2])]), torch.stack([t[3], t[4]])])
-    return MultivariateNormal(t[:2], scale_tril=tril)
+    zero = torch.zeros_like(t[..., 2])
+    tril = torch.stack([torch.stack([t[..., 2], zero], -1), torch.stack([t[..., 3], t[..., 4]], -1)],
+                       -2)  # (..., 2, 2)
+    return MultivariateNormal(t[..., :2], scale_tril=tril)
 
 
 def _mvn_f(x):
@@ -176,17 +176,17 @@ def _mvn_f(x):
 
 @pytest.mark.parametrize("dist_fn, theta, f", [
     (_mvn, _theta(0.3, -0.2, 1.2, 0.4, 0.8), _mvn_f),
-    (lambda t: Gamma(t[0], t[1]), _theta(2.0, 3.0), lambda x: torch.log1p(x)),
+    (lambda t: Gamma(t[..., 0], t[..., 1]), _theta(2.0, 3.0), lambda x: torch.log1p(x)),
 ])
 def test_vectorized_gradients_match_a_per_sample_loop(dist_fn, theta, f):
     """Score function and pathwise (double-backward trick) against reverse mode per sample."""
     n = 40
     seed_everything(8)
-    est = pathwise(dist_fn, theta, f, n)
+    est = pathwise(f, dist_fn, theta, n)
     torch.testing.assert_close(est.samples, _loop_grads(dist_fn, theta, f, n, 8, True),
                                rtol=1e-10, atol=1e-12)
     seed_everything(9)
-    est = score_function(dist_fn, theta, f, n)
+    est = score_function(f, dist_fn, theta, n)
     seed_everything(9)
     f_values = f(dist_fn(theta).sample((n,)))
     scores = _loop_grads(dist_fn, theta, f, n, 9, False)
@@ -212,37 +212,35 @@ class _OnceCube(torch.autograd.Function):
 
 def _affine_beta(t):
     # x = t0 + t1 * Beta(t2, 1): loc and scale are tracked, Beta's rsample backward is not
-    return TransformedDistribution(Beta(t[2], torch.ones((), dtype=t.dtype)),
-                                   [AffineTransform(t[0], t[1])])
+    return TransformedDistribution(Beta(t[..., 2], torch.ones((), dtype=t.dtype)),
+                                   [AffineTransform(t[..., 0], t[..., 1])])
 
 
-@pytest.mark.parametrize("build", ["beta", "affine_beta", "once_cube"])
-def test_fallback_is_taken_and_matches_a_per_sample_loop(build):
-    """When the double-backward trick cannot be used it says so (None), and reverse mode is exact.
-
-    Beta: an error; affine map of a Beta: a silently dropped path, caught by the row-sum check;
-    a once-differentiable function that vmap cannot batch: the one-sample-at-a-time loop.
+@pytest.mark.parametrize("dist_fn, theta, f", [
+    (lambda t: Beta(t[..., 0], t[..., 1]), _theta(2.0, 3.0), lambda x: x**2),
+    (lambda t: Dirichlet(t), _theta(2.0, 3.0, 1.0), lambda x: x @ _theta(1.0, -1.0, 2.0)),
+    (_affine_beta, _theta(0.5, 2.0, 3.0), lambda x: x),
+    (normal, _theta(0.5, 1.0), lambda x: _OnceCube.apply(x)),
+])
+def test_implicit_and_once_differentiable_paths_match_a_per_sample_loop(dist_fn, theta, f):
+    """Implicit reparameterization (Beta, Dirichlet: their backward cannot be differentiated
+    again), an affine map of a Beta draw and a once-differentiable f need no special route
+    with one copy of θ per draw: every row equals reverse mode on that draw alone.
     """
+    n = 30
     seed_everything(10)
-    theta = _theta(0.5, 2.0, 3.0).requires_grad_(True)
-    if build == "beta":
-        y = Beta(theta[1], theta[2]).rsample((30,)) ** 2
-    elif build == "affine_beta":
-        y = _affine_beta(theta).rsample((30,))
-    else:
-        y = _OnceCube.apply(theta[0] + theta[1] * torch.randn(30, dtype=DT))
-    assert surrogates._double_backward(y, theta) is None
-    loop = torch.stack([torch.autograd.grad(y[n], theta, retain_graph=True)[0] for n in range(30)])
-    torch.testing.assert_close(surrogates._reverse_mode(y, theta), loop, rtol=1e-12, atol=1e-14)
+    est = pathwise(f, dist_fn, theta, n)
+    torch.testing.assert_close(est.samples, _loop_grads(dist_fn, theta, f, n, 10, True),
+                               rtol=1e-10, atol=1e-12)
 
 
 def test_unused_parameters_get_zero_columns():
     theta = _theta(0.5, 1.5, 7.0)  # theta[2] is not used by the distribution
     seed_everything(11)
     for estimator in (score_function, pathwise, finite_difference):
-        est = estimator(normal, theta, square, 50)
+        est = estimator(square, normal, theta, 50)
         assert torch.equal(est.samples[:, 2], torch.zeros(50, dtype=DT)), estimator.__name__
-    est = pathwise(normal, theta, lambda x: torch.ones(x.shape[0], dtype=DT), 50)  # constant f
+    est = pathwise(lambda x: 0.0 * x, normal, theta, 50)  # f constant in x, through a path
     assert torch.equal(est.samples, torch.zeros(50, 3, dtype=DT))
 
 
@@ -251,12 +249,12 @@ def test_callers_theta_and_its_grad_are_untouched():
     before = theta.detach().clone()
     seed_everything(12)
     with torch.no_grad():  # the estimators turn gradients on for themselves
-        results = [score_function(normal, theta, square, 100, baseline="loo"),
-                   pathwise(normal, theta, square, 100),
-                   finite_difference(normal, theta, square, 100)]
+        results = [score_function(square, normal, theta, 100, baseline="loo"),
+                   pathwise(square, normal, theta, 100),
+                   finite_difference(square, normal, theta, 100)]
     assert theta.grad is None and torch.equal(theta.detach(), before) and theta.requires_grad
     for est in results:
-        assert isinstance(est, GradientEstimate) and isinstance(est, Estimate)
+        assert isinstance(est, Estimate)
         assert est.mean.shape == est.stderr.shape == (2,) and est.samples.shape == (100, 2)
         assert est.num_samples == 100 and not est.samples.requires_grad
         lower, upper = est.confidence_interval(0.95)
@@ -283,7 +281,7 @@ def test_gaussian_square_gradient(estimator, kwargs, num_samples):
     Central differences have no bias here for any h: E f is quadratic in θ.
     """
     seed_everything(20)
-    est = estimator(normal, _theta(0.5, 1.5), square, num_samples, **kwargs)
+    est = estimator(square, normal, _theta(0.5, 1.5), num_samples, **kwargs)
     check_close(f"∇E[x²] by {estimator.__name__} {kwargs}", est.mean, [1.0, 3.0], stderr=est.stderr)
 
 
@@ -294,8 +292,7 @@ def test_bernoulli_probability_gradient(baseline):
     Smallest detectable bias 3.29 stderr ≈ 0.005 without a baseline.
     """
     seed_everything(21)
-    est = score_function(lambda t: Bernoulli(probs=t[0]), _theta(0.3), lambda b: (b - 0.6) ** 2,
-                         100_000, baseline=baseline)
+    est = score_function(lambda b: (b - 0.6) ** 2, lambda t: Bernoulli(probs=t[..., 0]), _theta(0.3), 100_000, baseline=baseline)
     check_close(f"Bernoulli d/dp, baseline {baseline}", est.mean, [-0.2], stderr=est.stderr)
 
 
@@ -308,7 +305,7 @@ def test_categorical_logits_gradient_matches_enumeration():
     exact_logits = logits.clone().requires_grad_(True)
     (exact,) = torch.autograd.grad((torch.softmax(exact_logits, 0) * values).sum(), exact_logits)
     seed_everything(22)
-    est = score_function(lambda t: Categorical(logits=t), logits, lambda k: values[k], 100_000)
+    est = score_function(lambda k: values[k], lambda t: Categorical(logits=t), logits, 100_000)
     check_close("Categorical ∇ logits", est.mean, exact, stderr=est.stderr)
 
 
@@ -332,7 +329,7 @@ def test_single_sample_variances_at_mu_sigma_one(estimator, baseline, variances)
     kwargs = {} if estimator is pathwise else {
         "baseline": _theta(4.0, 6.0) if baseline == "optimal" else baseline}
     seed_everything(23)
-    est = estimator(normal, _theta(1.0, 1.0), square, 400_000, **kwargs)
+    est = estimator(square, normal, _theta(1.0, 1.0), 400_000, **kwargs)
     var = sample_variance(est.samples)
     check_close(f"Var per sample, {estimator.__name__} b={baseline}", var.mean, variances,
                 stderr=var.stderr)
@@ -342,7 +339,7 @@ def _consistency_cases():
     return [
         ("Normal", normal, _theta(0.5, 1.5), lambda x: torch.sin(x) + x**2 / 4),
         ("MultivariateNormal", _mvn, _theta(0.3, -0.2, 1.2, 0.4, 0.8), _mvn_f),
-        ("Gamma", lambda t: Gamma(t[0], t[1]), _theta(2.0, 3.0), lambda x: torch.log1p(x)),
+        ("Gamma", lambda t: Gamma(t[..., 0], t[..., 1]), _theta(2.0, 3.0), lambda x: torch.log1p(x)),
     ]
 
 
@@ -354,9 +351,9 @@ def test_estimators_agree_on_reparameterizable_distributions(name, dist_fn, thet
     Smallest detectable disagreement: 3.3-3.9 combined stderr per coordinate (Bonferroni).
     """
     seed_everything(24)
-    path = pathwise(dist_fn, theta, f, 100_000)
+    path = pathwise(f, dist_fn, theta, 100_000)
     for kwargs in ({}, {"baseline": "loo"}):
-        score = score_function(dist_fn, theta, f, 100_000, **kwargs)
+        score = score_function(f, dist_fn, theta, 100_000, **kwargs)
         combined = (path.stderr**2 + score.stderr**2).sqrt()
         check_close(f"{name}: pathwise - score {kwargs}", path.mean - score.mean, 0.0,
                     stderr=combined)
@@ -364,7 +361,7 @@ def test_estimators_agree_on_reparameterizable_distributions(name, dist_fn, thet
 
 @pytest.mark.parametrize("dist_fn, theta, f, num_samples, exact", [
     # E x = a / (a + b): ∇ = (b, -a) / (a + b)²
-    (lambda t: Beta(t[0], t[1]), _theta(2.0, 3.0), lambda x: x, 5_000, [3 / 25, -2 / 25]),
+    (lambda t: Beta(t[..., 0], t[..., 1]), _theta(2.0, 3.0), lambda x: x, 5_000, [3 / 25, -2 / 25]),
     # E[c·x] = Σ c_k α_k / α_0: ∂/∂α_j = (c_j - E[c·x]) / α_0
     (lambda t: Dirichlet(t), _theta(2.0, 3.0, 1.0), lambda x: x @ _theta(1.0, -1.0, 2.0), 5_000,
      [(1.0 - 1 / 6) / 6, (-1.0 - 1 / 6) / 6, (2.0 - 1 / 6) / 6]),
@@ -379,7 +376,7 @@ def test_pathwise_fallback_against_closed_forms(dist_fn, theta, f, num_samples, 
     draw). Smallest detectable bias 3.5-3.6 stderr, e.g. 0.0013 for Beta, 0.4 for the cube.
     """
     seed_everything(25)
-    est = pathwise(dist_fn, theta, f, num_samples)
+    est = pathwise(f, dist_fn, theta, num_samples)
     check_close("pathwise via the fallback", est.mean, exact, stderr=est.stderr)
 
 
@@ -388,7 +385,7 @@ def test_injected_bias_is_caught():
     draws, far past the 3.48 limit; the unbiased mean passes the same check.
     """
     seed_everything(26)
-    est = pathwise(normal, _theta(0.5, 1.5), square, 100_000)
+    est = pathwise(square, normal, _theta(0.5, 1.5), 100_000)
     check_close("unbiased pathwise", est.mean, [1.0, 3.0], stderr=est.stderr)
     with pytest.raises(AssertionError, match="FAILED"):
         check_close("pathwise ×1.1", 1.1 * est.mean, [1.0, 3.0], stderr=est.stderr)
@@ -400,8 +397,8 @@ def test_leave_one_out_is_unbiased_and_reduces_variance():
     combined stderr. 2 × 10^5 draws each; detects a mean bias of 0.03 (μ) and 0.08 (σ).
     """
     seed_everything(27)
-    plain = score_function(normal, _theta(1.0, 1.0), square, 200_000)
-    loo = score_function(normal, _theta(1.0, 1.0), square, 200_000, baseline="loo")
+    plain = score_function(square, normal, _theta(1.0, 1.0), 200_000)
+    loo = score_function(square, normal, _theta(1.0, 1.0), 200_000, baseline="loo")
     check_close("loo mean", loo.mean, [2.0, 2.0], stderr=loo.stderr)
     var_plain, var_loo = sample_variance(plain.samples), sample_variance(loo.samples)
     check_close("loo variance", var_loo.mean, [18.0, 96.0], stderr=var_loo.stderr)
@@ -425,7 +422,7 @@ def test_common_random_numbers_shrink_finite_difference_variance():
                  (var_f(1, 1 + h) + var_f(1, 1 - h)) / (4 * h**2)]
     seed_everything(28)
     for crn, expected in ((True, [4.0, 12.0]), (False, fresh_var)):
-        est = finite_difference(normal, theta, square, 100_000, step=h, common_random_numbers=crn)
+        est = finite_difference(square, normal, theta, 100_000, step=h, common_random_numbers=crn)
         check_close(f"FD mean, shared noise {crn}", est.mean, [2.0, 2.0], stderr=est.stderr)
         var = sample_variance(est.samples)
         check_close(f"FD variance, shared noise {crn}", var.mean, expected, stderr=var.stderr)
@@ -447,7 +444,7 @@ def test_finite_difference_bias_is_the_difference_quotient():
                 (mean_f(mu, sigma + h) - mean_f(mu, sigma - h)) / (2 * h)]
     gradient = [mean_f(mu, sigma), sigma * mean_f(mu, sigma)]
     seed_everything(29)
-    est = finite_difference(normal, _theta(mu, sigma), torch.exp, 100_000, step=h)
+    est = finite_difference(torch.exp, normal, _theta(mu, sigma), 100_000, step=h)
     check_close("FD mean = difference quotient", est.mean, quotient, stderr=est.stderr)
     with pytest.raises(AssertionError):
         check_close("FD mean = gradient (h too large)", est.mean, gradient, stderr=est.stderr)
@@ -460,23 +457,27 @@ ALL = [score_function, pathwise, finite_difference]
 
 @pytest.mark.parametrize("estimator", ALL)
 @pytest.mark.parametrize("args, error, match", [
-    ((normal, _theta(0.5, 1.5), square, 1), ValueError,
+    ((square, normal, _theta(0.5, 1.5), 1), ValueError,
      "num_samples must be an integer >= 2, got 1"),
-    ((normal, _theta(0.5, 1.5), square, 10.0), TypeError, "num_samples must be an integer"),
-    ((normal, _theta(0.5, 1.5), lambda x: x.sum(), 10), ValueError,
+    ((square, normal, _theta(0.5, 1.5), 10.0), TypeError, "num_samples must be an integer"),
+    ((lambda x: x.sum(), normal, _theta(0.5, 1.5), 10), ValueError,
      r"f must return one value per sample, shape \(10,\), got shape \(\)"),
-    ((normal, _theta(0.5, 1.5), lambda x: x[:, None], 10), ValueError, r"got shape \(10, 1\)"),
-    ((normal, _theta(0.5, 1.5), lambda x: x / 0.0, 10), ValueError, r"f\(x\) must be finite"),
-    ((normal, _theta(0.5, 1.5), lambda x: 1.0, 10), TypeError, "f must return a tensor"),
-    ((normal, _theta(0.5, 1.5), 3.0, 10), TypeError, "f must be callable"),
-    ((normal, torch.ones(2, 2, dtype=DT), square, 10), ValueError,
+    ((lambda x: x[:, None], normal, _theta(0.5, 1.5), 10), ValueError, r"got shape \(10, 1\)"),
+    ((lambda x: x / 0.0, normal, _theta(0.5, 1.5), 10), ValueError, r"f\(x\) must be finite"),
+    ((lambda x: 1.0, normal, _theta(0.5, 1.5), 10), TypeError, "f must return a tensor"),
+    ((3.0, normal, _theta(0.5, 1.5), 10), TypeError, "f must be callable"),
+    ((square, normal, torch.ones(2, 2, dtype=DT), 10), ValueError,
      r"theta must be a 1-D tensor.*\(2, 2\)"),
-    ((normal, torch.tensor([1, 2]), square, 10), TypeError,
+    ((square, normal, torch.tensor([1, 2]), 10), TypeError,
      "theta must be a 1-D floating-point tensor"),
-    ((normal, [0.5, 1.5], square, 10), TypeError, "theta must be a 1-D floating-point tensor"),
-    ((normal, _theta(0.5, float("nan")), square, 10), ValueError, "theta must be finite"),
-    (("Normal", _theta(0.5, 1.5), square, 10), TypeError, "dist_fn must be callable"),
-    ((lambda t: (t[0], t[1]), _theta(0.5, 1.5), square, 10), TypeError,
+    ((square, normal, [0.5, 1.5], 10), TypeError, "theta must be a 1-D floating-point tensor"),
+    ((square, normal, _theta(0.5, float("nan")), 10), ValueError, "theta must be finite"),
+    ((lambda x: x.to(torch.complex128), normal, _theta(0.5, 1.5), 10), TypeError,
+     "f must return real values"),
+    ((square, normal, _theta(0.5, 1.5), 10**12), ValueError,
+     "num_samples=1000000000000 would need about .* GiB"),
+    ((square, "Normal", _theta(0.5, 1.5), 10), TypeError, "dist_fn must be callable"),
+    ((square, lambda t: (t[0], t[1]), _theta(0.5, 1.5), 10), TypeError,
      r"dist_fn\(theta\) must return a torch.distributions.Distribution, got tuple"),
 ])
 def test_bad_input_names_the_argument(estimator, args, error, match):
@@ -489,15 +490,16 @@ def test_bad_input_names_the_argument(estimator, args, error, match):
 def test_unknown_baseline_lists_the_choices(baseline):
     infinite = isinstance(baseline, float) and math.isinf(baseline)
     match = "baseline must be finite" if infinite else (
-        r"baseline must be None, a number, a tensor shaped like theta \(2,\).*'loo'")
+        r"baseline must be None, a number, a tensor of shape \(2,\), one constant per "
+        r"coordinate of theta, or 'loo'")
     with pytest.raises(ValueError, match=match):
-        score_function(normal, _theta(0.5, 1.5), square, 10, baseline=baseline)
+        score_function(square, normal, _theta(0.5, 1.5), 10, baseline=baseline)
 
 
 def test_pathwise_refuses_distributions_without_rsample():
     with pytest.raises(ValueError, match="Bernoulli, which has no reparameterized sampler.*"
                                          "use score_function"):
-        pathwise(lambda t: Bernoulli(logits=t[0]), _theta(0.0), lambda b: b, 10)
+        pathwise(lambda b: b, lambda t: Bernoulli(logits=t[..., 0]), _theta(0.0), 10)
 
 
 @pytest.mark.parametrize("step, error, match", [
@@ -508,6 +510,98 @@ def test_pathwise_refuses_distributions_without_rsample():
 ])
 def test_finite_difference_rejects_bad_steps(step, error, match):
     with pytest.raises(error, match=match):
-        finite_difference(normal, _theta(0.5, 1.5), square, 10, step=step)
+        finite_difference(square, normal, _theta(0.5, 1.5), 10, step=step)
     with pytest.raises(TypeError, match="common_random_numbers must be True or False"):
-        finite_difference(normal, _theta(0.5, 1.5), square, 10, common_random_numbers="yes")
+        finite_difference(square, normal, _theta(0.5, 1.5), 10, common_random_numbers="yes")
+
+
+@pytest.mark.parametrize("estimator", [score_function, pathwise])
+def test_unbatched_dist_fn_is_refused_with_the_batched_form(estimator):
+    """dist_fn is called on copies of θ, shape (N, D): t[0] would read a copy, not μ."""
+    for theta in (_theta(0.5, 1.5), _theta(0.5, 1.5, 2.0)):  # D = 2 and D = 3 (probe count)
+        with pytest.raises(ValueError, match=r"dist_fn must be batched.*t\[\.\.\., 0\]"):
+            estimator(square, lambda t: Normal(t[0], t[1]), theta, 10)
+
+
+@pytest.mark.parametrize("f, match", [
+    (lambda x: x.detach() ** 2, "f detached x, or returned integers"),
+    (lambda x: x > 0, "f detached x, or returned integers"),
+    (lambda x: torch.floor(x).long(), "f detached x, or returned integers"),
+])
+def test_pathwise_refuses_an_f_without_a_path(f, match):
+    """The pathwise gradient of these is exactly zero, not ∇E[f]: a silent wrong answer."""
+    with pytest.raises(ValueError, match=match):
+        pathwise(f, normal, _theta(0.5, 1.5), 10)
+
+
+def test_a_dist_fn_that_detaches_theta_is_refused():
+    detached = lambda t: Normal(t.detach()[..., 0], t.detach()[..., 1])  # noqa: E731
+    with pytest.raises(ValueError, match="draws without a graph to theta"):
+        pathwise(square, detached, _theta(0.5, 1.5), 10)
+    with pytest.raises(ValueError, match=r"log p\(x; θ\) of dist_fn\(theta\) returned values "
+                                         "that do not depend on theta"):
+        score_function(square, detached, _theta(0.5, 1.5), 10)
+
+
+def test_score_function_reads_boolean_f_as_numbers():
+    """f = 1[x > 0] is a fine score-function target: ∂μ P(x > 0) = φ(μ/σ)/σ."""
+    seed_everything(30)
+    est = score_function(lambda x: x > 0, normal, _theta(0.5, 1.5), 100_000)
+    exact = math.exp(-((0.5 / 1.5) ** 2) / 2) / math.sqrt(2 * math.pi) / 1.5
+    check_close("∂μ P(x > 0)", est.mean[0], exact, stderr=est.stderr[0])
+
+
+def test_an_f_that_mixes_samples_is_detected():
+    """Centring f on the batch mean couples the draws: per-sample rows would be wrong."""
+    with pytest.raises(ValueError, match="f must act on each sample separately"):
+        pathwise(lambda x: (x - x.mean()) ** 2, normal, _theta(0.5, 1.5), 50)
+    with pytest.raises(ValueError, match="fn\\(theta\\) must act on each sample separately"):
+        per_sample_gradients(lambda t: (t[:, 0] - t[:, 0].mean()) * t[:, 1],
+                             _theta(0.5, 1.5), 5)
+    with pytest.raises(ValueError, match="must act on each sample separately"):  # a prefix sum
+        per_sample_gradients(lambda t: t[:, 0].cumsum(0), _theta(0.5, 1.5), 5)
+
+
+def test_per_sample_gradients_rows_and_summary():
+    """y_n = n θ₁ θ₂: row n is n (θ₂, θ₁), exactly; mean and stderr summarize the rows."""
+    theta = _theta(1.5, -2.0)
+    est = per_sample_gradients(lambda t: torch.arange(4, dtype=DT) * t[:, 0] * t[:, 1], theta, 4)
+    expected = torch.arange(4, dtype=DT)[:, None] * _theta(-2.0, 1.5)
+    torch.testing.assert_close(est.samples, expected, rtol=0, atol=0)
+    torch.testing.assert_close(est.mean, expected.mean(0), rtol=1e-15, atol=0)
+    torch.testing.assert_close(est.stderr, expected.std(0) / 2, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("fn, error, match", [
+    (lambda t: t[:, 0].detach(), ValueError, "do not depend on theta"),
+    (lambda t: t.sum(), ValueError, r"shape \(4,\), got shape \(\)"),
+    (lambda t: [1.0] * 4, TypeError, "floating-point tensor"),
+    ("sum", TypeError, "fn must be callable"),
+])
+def test_per_sample_gradients_bad_input(fn, error, match):
+    with pytest.raises(error, match=match):
+        per_sample_gradients(fn, _theta(1.0, 2.0), 4)
+
+
+def test_memory_is_linear_in_the_size_of_theta():
+    """θ of 50,000 entries (a Normal per entry), f reading two of them: one backward pass.
+
+    Row n is exactly (1, 2 x_n1, 0, ..., 0) for f = x_0 + x_1², the old double-backward
+    engine needed D + 1 backward passes and memory quadratic in D here.
+    """
+    d = 50_000
+    theta = torch.zeros(d, dtype=torch.float32)
+    seed_everything(31)
+    est = pathwise(lambda x: x[:, 0] + x[:, 1] ** 2, lambda t: Normal(t, 1.0), theta, 8)
+    seed_everything(31)
+    x = Normal(theta, 1.0).rsample((8,))
+    expected = torch.zeros(8, d)
+    expected[:, 0], expected[:, 1] = 1.0, 2 * x[:, 1]
+    torch.testing.assert_close(est.samples, expected, rtol=0, atol=0)
+
+
+def test_finite_difference_refuses_an_unresolvable_step():
+    with pytest.raises(ValueError, match=r"step=1e-30 cannot be resolved at theta\[0\]"):
+        finite_difference(square, normal, _theta(0.5, 1.5), 10, step=1e-30)
+    with pytest.raises(ValueError, match="step=2.0: θ ± h e_1 is not a valid parameter"):
+        finite_difference(square, normal, _theta(0.5, 1.5), 10, step=2.0)

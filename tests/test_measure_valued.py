@@ -17,9 +17,8 @@ import pytest
 import torch
 
 from companion.checks import check_close
-from companion.estimators import GradientEstimate
 from companion.measure_valued import RAYLEIGH, measure_valued_gaussian_mean
-from companion.montecarlo import sample_variance
+from companion.montecarlo import Estimate, sample_variance
 from companion.seeding import seed_everything
 
 DT = torch.float64
@@ -39,8 +38,8 @@ def _t(*values):
 
 def test_coupled_replay_is_4_mu_w_over_root_2pi_for_a_square():
     w = _t(0.1, 0.7, 1.3, 2.9)
-    est = measure_valued_gaussian_mean(1.5, 0.4, square, 4, noise=(torch.zeros(4, dtype=DT), w, None))
-    assert isinstance(est, GradientEstimate)
+    est = measure_valued_gaussian_mean(square, 1.5, 0.4, 4, noise=(torch.zeros(4, dtype=DT), w, None))
+    assert isinstance(est, Estimate)
     assert est.samples.shape == (4, 1) and est.mean.shape == (1,)
     # (μ + σw)² - (μ - σw)² = 4μσw; divided by σ√(2π)
     check_close("coupled replay", est.samples[:, 0], 4 * 1.5 * w / ROOT_2PI, rtol=1e-13,
@@ -50,7 +49,7 @@ def test_coupled_replay_is_4_mu_w_over_root_2pi_for_a_square():
 def test_uncoupled_replay_uses_both_draws():
     mu, sigma = -0.3, 2.0
     w_plus, w_minus = _t(0.2, 1.1, 2.5), _t(0.9, 0.4, 1.7)
-    est = measure_valued_gaussian_mean(mu, sigma, square, 3, coupled=False,
+    est = measure_valued_gaussian_mean(square, mu, sigma, 3, coupled=False,
                                        noise=(torch.zeros(3, dtype=DT), w_plus, w_minus))
     expected = ((mu + sigma * w_plus) ** 2 - (mu - sigma * w_minus) ** 2) / (sigma * ROOT_2PI)
     check_close("uncoupled replay", est.samples[:, 0], expected, rtol=1e-13, verbose=False)
@@ -65,7 +64,7 @@ def test_multivariate_replay_keeps_the_other_coordinates_at_the_base_sample():
     loc, scale = _t(0.5, -1.0), _t(1.5, 0.5)
     eps = _t(0.3, -1.2, 1.0, 0.4).reshape(2, 2)
     w = _t(0.8, 1.9, 0.6, 2.2).reshape(2, 2)
-    est = measure_valued_gaussian_mean(loc, scale, lambda x: x[:, 0] * x[:, 1], 2,
+    est = measure_valued_gaussian_mean(lambda x: x[:, 0] * x[:, 1], loc, scale, 2,
                                        noise=(eps, w, None))
     base = loc + scale * eps  # (N, 2)
     expected = torch.stack([2 * w[:, 0] * base[:, 1], 2 * w[:, 1] * base[:, 0]], dim=1) / ROOT_2PI
@@ -77,7 +76,7 @@ def test_a_step_function_gives_c_or_zero():
     # c > μ: the negative side μ - σw never crosses it, the positive side does when w > z.
     mu, sigma, c = 0.0, 1.0, 1.0
     w = _t(0.5, 1.5, 3.0)
-    est = measure_valued_gaussian_mean(mu, sigma, lambda x: (x > c).to(DT), 3,
+    est = measure_valued_gaussian_mean(lambda x: (x > c).to(DT), mu, sigma, 3,
                                        noise=(torch.zeros(3, dtype=DT), w, None))
     check_close("step replay", est.samples[:, 0], _t(0.0, 1.0, 1.0) / (sigma * ROOT_2PI),
                 rtol=1e-14, verbose=False)
@@ -86,9 +85,9 @@ def test_a_step_function_gives_c_or_zero():
 def test_inputs_are_not_modified_and_noise_is_global_when_not_given():
     loc = torch.tensor([1.0, 2.0], dtype=DT, requires_grad=True)
     seed_everything(3)
-    first = measure_valued_gaussian_mean(loc, torch.ones(2, dtype=DT), lambda x: x.sum(-1), 50)
+    first = measure_valued_gaussian_mean(lambda x: x.sum(-1), loc, torch.ones(2, dtype=DT), 50)
     seed_everything(3)
-    second = measure_valued_gaussian_mean(loc, torch.ones(2, dtype=DT), lambda x: x.sum(-1), 50)
+    second = measure_valued_gaussian_mean(lambda x: x.sum(-1), loc, torch.ones(2, dtype=DT), 50)
     assert torch.equal(first.samples, second.samples)
     assert loc.grad is None and not first.samples.requires_grad
 
@@ -102,7 +101,7 @@ def test_square_is_unbiased_with_the_derived_variance(coupled):
     mean and a relative error of about 1.5% in the variance (N = 2 × 10⁵)."""
     mu, sigma = 1.0, 1.5
     seed_everything(0)
-    est = measure_valued_gaussian_mean(mu, sigma, square, 200_000, coupled=coupled)
+    est = measure_valued_gaussian_mean(square, mu, sigma, 200_000, coupled=coupled)
     check_close("E g = 2μ", est.mean, 2 * mu, stderr=est.stderr)
     var = sample_variance(est.samples)
     exact = (16 * mu**2 / math.pi - 4 * mu**2 if coupled
@@ -117,9 +116,7 @@ def test_step_function_gradient_is_the_normal_density():
     mu, sigma = 0.5, 1.5
     c = _t(-1.0, 0.5, 2.5)
     seed_everything(1)
-    est = measure_valued_gaussian_mean(torch.full((3,), mu, dtype=DT),
-                                       torch.full((3,), sigma, dtype=DT),
-                                       lambda x: (x > c).to(DT).sum(-1), 100_000)
+    est = measure_valued_gaussian_mean(lambda x: (x > c).to(DT).sum(-1), torch.full((3,), mu, dtype=DT), torch.full((3,), sigma, dtype=DT), 100_000)
     z = (c - mu) / sigma
     check_close("∂μ P(x > c)", est.mean, torch.exp(-z**2 / 2) / (ROOT_2PI * sigma),
                 stderr=est.stderr)
@@ -130,7 +127,7 @@ def test_multivariate_cosine_matches_the_closed_form():
     three coordinates, detects about 0.01."""
     loc, scale, omega = _t(0.3, -0.7, 1.1), _t(0.5, 1.0, 0.8), _t(1.0, 0.5, 2.0)
     seed_everything(2)
-    est = measure_valued_gaussian_mean(loc, scale, lambda x: torch.cos(x @ omega), 100_000)
+    est = measure_valued_gaussian_mean(lambda x: torch.cos(x @ omega), loc, scale, 100_000)
     damping = torch.exp(-(omega**2 * scale**2).sum() / 2)
     check_close("∇μ E cos(ω·x)", est.mean, -omega * torch.sin(omega @ loc) * damping,
                 stderr=est.stderr)
@@ -161,6 +158,8 @@ def test_rayleigh_noise_has_the_right_moments():
     ({"coupled": 1}, TypeError, "coupled must be True or False"),
     ({"f": lambda x: x}, ValueError, "f must return one value per sample"),
     ({"f": lambda x: 1.0}, TypeError, "f must return a tensor"),
+    ({"f": lambda x: x.sum(-1).to(torch.complex128)}, TypeError, "f must return real values"),
+    ({"num_samples": 10**12}, ValueError, "num_samples=1000000000000 would need"),
     ({"noise": (torch.zeros(5, 2, dtype=DT),) * 2}, TypeError, "noise must be a tuple"),
     ({"noise": (torch.zeros(5, 2, dtype=DT),) * 3}, ValueError, "reuses w_plus"),
     ({"noise": (torch.zeros(5, 2, dtype=DT), torch.ones(5, 2, dtype=DT), None),
@@ -175,5 +174,4 @@ def test_bad_inputs_raise_naming_the_argument(kwargs, error, message):
             "num_samples": 5}
     args.update(kwargs)
     with pytest.raises(error, match=message):
-        measure_valued_gaussian_mean(args.pop("loc"), args.pop("scale"), args.pop("f"),
-                                     args.pop("num_samples"), **args)
+        measure_valued_gaussian_mean(**args)
