@@ -191,17 +191,23 @@ def evaluate_f(f, x: torch.Tensor, num_samples: int, *, scalar: bool = True) -> 
 
 
 def is_boolean(value) -> bool:
-    """True for Python and NumPy booleans and for boolean arrays and tensors."""
+    """True for Python and NumPy booleans, boolean arrays and tensors, and lists of booleans."""
     if isinstance(value, (bool, np.bool_)):
         return True
     if isinstance(value, torch.Tensor):
         return value.dtype == torch.bool
     if isinstance(value, np.ndarray):
         return value.dtype == np.bool_
+    if isinstance(value, (list, tuple)):
+        try:
+            return np.asarray(value).dtype == np.bool_
+        except (TypeError, ValueError):  # ragged or mixed: not a boolean array
+            return False
     return False
 
 
-def check_real(name: str, value, *, positive: bool = False, minimum: float | None = None) -> float:
+def check_real(name: str, value, *, positive: bool = False,
+               minimum: float | None = None) -> float:
     """Return ``value`` as a finite float, or raise naming ``name``.
 
     Accepts a real number or a one-element real array or tensor (e.g. a 0-dim tensor);

@@ -14,17 +14,29 @@ When the estimate is deterministic (quadrature, autograd, a closed form), give e
 ``rtol``/``atol`` instead, with the usual meaning |estimate - exact| <= atol + rtol |exact|.
 
 A failed check raises ``AssertionError`` carrying the same line, so an executed notebook,
-nbval and the book build all fail loudly.
+nbval and the book build all fail loudly. Malformed input (a label that is not text, NaN,
+shapes that do not broadcast, an empty comparison, a negative tolerance or standard error,
+a flag that is not a bool) raises ``ValueError`` or ``TypeError`` naming the argument
+instead: a check never passes by accident.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import torch
 
-from ._validation import as_tensor, check_finite, check_probability, describe
+from ._validation import (
+    as_tensor,
+    check_bool,
+    check_finite,
+    check_positive_int,
+    check_probability,
+    describe,
+    is_boolean,
+)
 from .montecarlo import summarize
 
 DEFAULT_FALSE_ALARM = 1e-3
@@ -35,18 +47,41 @@ def critical_z(false_alarm: float = DEFAULT_FALSE_ALARM, num_comparisons: int = 
     """Two-sided normal quantile z with P(|Z| > z) = false_alarm / num_comparisons.
 
     Dividing the rate by the number of compared coordinates (Bonferroni) keeps the chance
-    that *any* of them fails at most ``false_alarm``.
+    that *any* of them fails at most ``false_alarm``. With q = false_alarm / (2 m), m =
+    ``num_comparisons``, z is computed as the lower-tail quantile z = -Φ⁻¹(q) rather than
+    Φ⁻¹(1 - q), because 1 - q rounds to 1 for q < 1e-16: this is accurate to about 1e-15
+    relative for every q down to the smallest positive double (z = 37.05 at q = 1e-300).
+
+    Args:
+        false_alarm: the total false-alarm rate, in (0, 1).
+        num_comparisons: m, the number of compared coordinates, an integer >= 1.
+
+    Returns:
+        z > 0 as a float.
+
+    Raises:
+        ValueError: false_alarm / (2 num_comparisons) underflows to 0 (below about 5e-324).
 
     Example:
         >>> round(critical_z(0.05), 2)
         1.96
+        >>> round(critical_z(1e-300), 2)  # q = 5e-301
+        37.07
     """
     false_alarm = check_probability("false_alarm", false_alarm)
-    if isinstance(num_comparisons, bool) or not isinstance(num_comparisons, int):
-        raise TypeError(f"num_comparisons must be an integer >= 1, got {describe(num_comparisons)}")
-    if num_comparisons < 1:
-        raise ValueError(f"num_comparisons must be an integer >= 1, got {num_comparisons}")
-    return NormalDist().inv_cdf(1 - false_alarm / (2 * num_comparisons))
+    num_comparisons = check_positive_int("num_comparisons", num_comparisons)
+    try:
+        q = false_alarm / 2 / num_comparisons
+    except OverflowError:  # an integer too large for a float
+        q = 0.0
+    if q == 0.0:
+        m = (str(num_comparisons) if num_comparisons < 10**20
+             else f"a {len(str(num_comparisons))}-digit integer")
+        raise ValueError(
+            f"false_alarm / (2 num_comparisons) = {false_alarm} / (2 x {m}) underflows to 0: "
+            f"use a larger false_alarm or fewer num_comparisons"
+        )
+    return -NormalDist().inv_cdf(q)
 
 
 @dataclass(frozen=True)
@@ -115,13 +150,16 @@ def check_close(
     """Compare ``estimate`` with ``exact``; print one line; raise AssertionError on failure.
 
     Args:
-        label: what is being checked, e.g. ``"E[cos(ωx)] under N(μ, σ²)"``.
-        estimate: number, array or tensor, shape ``(*shape)``.
-        exact: the reference value, broadcastable to ``estimate``.
-        stderr: the estimate's standard error, broadcastable to ``estimate``, or None.
-        false_alarm: with ``stderr``: the probability that a correct estimate fails.
-        rtol, atol: without ``stderr``: the tolerance atol + rtol |exact| (at least one).
-        verbose: print the line (the default, as in the book).
+        label: what is being checked, a non-empty string, e.g. ``"E[cos(ωx)] under N(μ, σ²)"``.
+        estimate: a real number, array or tensor, shape ``(*shape)``, finite.
+        exact: the reference value, finite; ``estimate`` and ``exact`` broadcast together to
+            the compared shape, which must hold at least one value.
+        stderr: the estimate's standard error, finite and >= 0, broadcastable to that
+            shape, or None.
+        false_alarm: with ``stderr``: the probability in (0, 1) that a correct estimate fails.
+        rtol, atol: without ``stderr``: the tolerance atol + rtol |exact| (at least one),
+            finite numbers >= 0.
+        verbose: print the line (True, the default, as in the book) or not (False).
 
     Returns:
         The :class:`CheckResult`, when the check passes.
@@ -130,17 +168,19 @@ def check_close(
         AssertionError: the check failed; the message is the printed line.
         ValueError, TypeError: malformed input (shapes, non-finite values, tolerances).
     """
-    if not isinstance(label, str) or not label:
-        raise TypeError(f"label must be a non-empty string, got {describe(label)}")
-    est = check_finite("estimate", as_tensor("estimate", estimate, dtype=torch.float64))
-    ref = check_finite("exact", as_tensor("exact", exact, dtype=torch.float64))
+    label = _check_label(label)
+    verbose = check_bool("verbose", verbose)
+    false_alarm = check_probability("false_alarm", false_alarm)
+    est = _values("estimate", estimate)
+    ref = _values("exact", exact).to(est.device)
     try:
-        est, ref = torch.broadcast_tensors(est, ref.to(est.device))
+        est, ref = torch.broadcast_tensors(est, ref)
     except RuntimeError as err:
         raise ValueError(
             f"exact must broadcast to the shape of estimate {tuple(est.shape)}, "
             f"got shape {tuple(ref.shape)}"
         ) from err
+    _check_not_empty(est, "estimate and exact")
     gap = (est - ref).abs()
     if stderr is not None:
         if rtol is not None or atol is not None:
@@ -148,9 +188,7 @@ def check_close(
                 "give either stderr (a statistical check) or rtol/atol (a deterministic "
                 f"check), not both; got stderr and rtol={rtol}, atol={atol}"
             )
-        se = check_finite("stderr", as_tensor("stderr", stderr, dtype=torch.float64)).to(est.device)
-        if (se < 0).any():
-            raise ValueError(f"stderr must be >= 0, got minimum {se.min().item()}")
+        se = _stderr(stderr).to(est.device)
         try:
             se = torch.broadcast_to(se, est.shape)
         except RuntimeError as err:
@@ -158,7 +196,7 @@ def check_close(
                 f"stderr must broadcast to the shape of estimate {tuple(est.shape)}, "
                 f"got shape {tuple(se.shape)}"
             ) from err
-        z = critical_z(false_alarm, max(est.numel(), 1))
+        z = critical_z(false_alarm, est.numel())
         # 0/0 (an exact estimate with zero stderr) is zero standard errors away.
         distance = torch.where(gap == 0, torch.zeros_like(gap), gap / se)
         limit = torch.full_like(gap, z)
@@ -190,13 +228,43 @@ def check_close(
 
 
 def _tolerance(name: str, value) -> float:
+    """None (0.0) or a finite real number >= 0 (an infinite tolerance would pass anything)."""
     if value is None:
         return 0.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if is_boolean(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number >= 0, got {describe(value)}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value}")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a number >= 0 and finite, got {value}")
     return float(value)
+
+
+def _check_label(label) -> str:
+    if not isinstance(label, str):
+        raise TypeError(f"label must be a non-empty string, got {describe(label)}")
+    if not label.strip():
+        raise ValueError(f"label must be a non-empty string, got {label!r}")
+    return label
+
+
+def _values(name: str, value) -> torch.Tensor:
+    """A finite float64 tensor of real numbers; booleans are refused (True is not a number)."""
+    if is_boolean(value):
+        raise TypeError(f"{name} must be a real number, array or tensor, got {describe(value)}")
+    return check_finite(name, as_tensor(name, value, dtype=torch.float64))
+
+
+def _stderr(value) -> torch.Tensor:
+    se = _values("stderr", value)
+    if (se < 0).any():
+        raise ValueError(f"stderr must be >= 0, got minimum {se.min().item()}")
+    return se
+
+
+def _check_not_empty(tensor: torch.Tensor, names: str) -> None:
+    # torch's all() of nothing is True: an empty comparison would pass without checking.
+    if tensor.numel() == 0:
+        raise ValueError(f"{names} must hold at least one value to compare, got shape "
+                         f"{tuple(tensor.shape)}")
 
 
 def check_mc(label: str, values, exact, *, false_alarm: float = DEFAULT_FALSE_ALARM,
@@ -207,9 +275,15 @@ def check_mc(label: str, values, exact, *, false_alarm: float = DEFAULT_FALSE_AL
     ``m = summarize(values)``.
 
     Args:
-        values: shape ``(N, *shape)``, N >= 2 independent samples along dimension 0.
+        label: what is being checked, a non-empty string.
+        values: shape ``(N, *shape)``, N >= 2 independent finite samples along dimension 0
+            (booleans count as 0 and 1: an indicator's mean is a probability).
         exact: broadcastable to ``(*shape)``.
+        false_alarm, verbose: as in :func:`check_close`.
     """
+    label = _check_label(label)
+    verbose = check_bool("verbose", verbose)
+    false_alarm = check_probability("false_alarm", false_alarm)
     estimate = summarize(values)
     return check_close(label, estimate.mean, exact, stderr=estimate.stderr,
                        false_alarm=false_alarm, verbose=verbose)
@@ -222,7 +296,8 @@ class BoundCheckResult(CheckResult):
 
     def __str__(self) -> str:
         mark = "✓" if self.passed else "✗ FAILED"
-        worst = f"{self.distance.max().item():.2f} se short (limit {self.limit.max().item():.2f} se)"
+        worst = (f"{self.distance.max().item():.2f} se short "
+                 f"(limit {self.limit.max().item():.2f} se)")
         if self.distance.numel() > 1:
             worst = "max " + worst
         return (f"{mark} {self.label}: {_fmt(self.estimate)} ± {_fmt(self.stderr)} | "
@@ -240,29 +315,37 @@ def check_at_least(label: str, estimate, bound, *, stderr,
     once the estimate is a few standard errors below the bound. Prints one line.
 
     Args:
-        label: what is being checked, e.g. ``"E[L_5 - L_1] >= 0"``.
-        estimate: shape ``(*shape)``; bound: broadcastable to it; stderr: the estimate's
-            standard error, broadcastable to it.
+        label: what is being checked, a non-empty string, e.g. ``"E[L_5 - L_1] >= 0"``.
+        estimate: shape ``(*shape)``, finite; bound: finite, broadcastable with it; stderr:
+            the estimate's standard error, finite and >= 0, broadcastable to the shape of
+            the two, which must hold at least one value.
+        false_alarm: the one-sided false-alarm rate, in (0, 0.5).
+        verbose: print the line (True) or not (False).
 
     Returns:
         The :class:`BoundCheckResult`, when the check passes; raises AssertionError otherwise.
     """
     false_alarm = check_probability("false_alarm", false_alarm)
     if false_alarm >= 0.5:
-        raise ValueError(f"false_alarm must be in (0, 0.5) for a one-sided check, got {false_alarm}")
-    if not isinstance(label, str) or not label:
-        raise TypeError(f"label must be a non-empty string, got {describe(label)}")
-    est = check_finite("estimate", as_tensor("estimate", estimate, dtype=torch.float64))
-    ref = check_finite("bound", as_tensor("bound", bound, dtype=torch.float64)).to(est.device)
-    se = check_finite("stderr", as_tensor("stderr", stderr, dtype=torch.float64)).to(est.device)
-    if (se < 0).any():
-        raise ValueError(f"stderr must be >= 0, got minimum {se.min().item()}")
+        raise ValueError(
+            f"false_alarm must be in (0, 0.5) for a one-sided check, got {false_alarm}")
+    label = _check_label(label)
+    verbose = check_bool("verbose", verbose)
+    est = _values("estimate", estimate)
+    ref = _values("bound", bound).to(est.device)
+    se = _stderr(stderr).to(est.device)
     try:
-        est, ref, se = torch.broadcast_tensors(est, ref, se)
+        est, ref = torch.broadcast_tensors(est, ref)
     except RuntimeError as err:
-        raise ValueError(f"bound and stderr must broadcast to the shape of estimate "
-                         f"{tuple(est.shape)}, got {tuple(ref.shape)} and {tuple(se.shape)}") from err
-    z = critical_z(2 * false_alarm, max(est.numel(), 1))  # two-sided at 2α = one-sided at α
+        raise ValueError(f"bound must broadcast to the shape of estimate {tuple(est.shape)}, "
+                         f"got shape {tuple(ref.shape)}") from err
+    try:
+        se = torch.broadcast_to(se, est.shape)
+    except RuntimeError as err:
+        raise ValueError(f"stderr must broadcast to the shape {tuple(est.shape)} of estimate "
+                         f"and bound, got shape {tuple(se.shape)}") from err
+    _check_not_empty(est, "estimate, bound and stderr")
+    z = critical_z(2 * false_alarm, est.numel())  # two-sided at 2α = one-sided at α
     short = (ref - est).clamp_min(0)
     distance = torch.where(short == 0, torch.zeros_like(short), short / se)
     limit = torch.full_like(short, z)

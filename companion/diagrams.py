@@ -23,7 +23,7 @@ import matplotlib as mpl
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from ._validation import describe
+from ._validation import check_bool, describe
 from .plotting import COLORS
 
 GRAPH_LABELS = (
@@ -67,8 +67,7 @@ def _check_inputs(ax, labels, cut_edge, detours, detour_labels):
         if not 0 <= cut_edge < len(labels) - 1:
             raise ValueError(f"cut_edge must be in [0, {len(labels) - 2}] for {len(labels)} "
                              f"nodes, got {cut_edge}")
-    if not isinstance(detours, bool):
-        raise TypeError(f"detours must be True or False, got {describe(detours)}")
+    check_bool("detours", detours)
     if detours:
         if cut_edge is None or not 1 <= cut_edge <= len(labels) - 3:
             raise ValueError("detours need a node before the cut edge and two after it "

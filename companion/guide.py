@@ -17,26 +17,33 @@ from dataclasses import dataclass
 import matplotlib as mpl
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from ._validation import check_positive_int, describe
+from ._validation import check_bool, check_positive_int, describe
 from .plotting import COLORS
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    """One estimator that applies: its name, whether it is unbiased, and why it is listed."""
+    """One estimator that applies: its name, whether it is unbiased, and why it is listed.
+
+    Attributes:
+        estimator: the estimator's name, a non-empty string.
+        unbiased: True or False.
+        reason: why it applies, a string.
+    """
 
     estimator: str
     unbiased: bool
     reason: str
 
+    def __post_init__(self):
+        if not isinstance(self.estimator, str) or not self.estimator:
+            raise TypeError(f"estimator must be a non-empty string, got {describe(self.estimator)}")
+        check_bool("unbiased", self.unbiased)
+        if not isinstance(self.reason, str):
+            raise TypeError(f"reason must be a string, got {describe(self.reason)}")
+
     def __str__(self) -> str:
         return f"{self.estimator} ({'unbiased' if self.unbiased else 'biased'}): {self.reason}"
-
-
-def _flag(name, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {describe(value)}")
-    return value
 
 
 def recommend(*, differentiable_f, reparameterizable, discrete, support_depends_on_theta=False,
@@ -52,14 +59,18 @@ def recommend(*, differentiable_f, reparameterizable, discrete, support_depends_
     common random numbers, bias O(h²) and 2D evaluations per sample, when a bias is
     acceptable and at least two samples fit (4D evaluations).
 
+    Every flag must be exactly True or False (a string such as "no" is refused, not read
+    as True), and the counts integers >= 1; anything else raises ``TypeError`` or
+    ``ValueError`` naming the argument.
+
     Args:
         differentiable_f: f is differentiable in x (and, for relaxations, defined between
             the discrete values).
         reparameterizable: the distribution has ``rsample``, x = g(θ, ε).
         discrete: x is discrete (then ``reparameterizable`` must be False).
         support_depends_on_theta: the set where p(x; θ) > 0 moves with θ.
-        budget: evaluations of f one gradient estimate may use, >= 1.
-        num_params: D, the number of parameters, >= 1.
+        budget: evaluations of f one gradient estimate may use, an integer >= 1.
+        num_params: D, the number of parameters, an integer >= 1.
         bias_ok: a small bias is acceptable (no unbiasedness guarantee needed).
         gaussian: x is Gaussian and the gradient is taken in its mean (for the
             measure-valued estimator).
@@ -72,11 +83,11 @@ def recommend(*, differentiable_f, reparameterizable, discrete, support_depends_
         ...                                  discrete=True, budget=4)]
         ['score function + leave-one-out']
     """
-    differentiable_f = _flag("differentiable_f", differentiable_f)
-    reparameterizable = _flag("reparameterizable", reparameterizable)
-    discrete = _flag("discrete", discrete)
-    moving = _flag("support_depends_on_theta", support_depends_on_theta)
-    bias_ok, gaussian = _flag("bias_ok", bias_ok), _flag("gaussian", gaussian)
+    differentiable_f = check_bool("differentiable_f", differentiable_f)
+    reparameterizable = check_bool("reparameterizable", reparameterizable)
+    discrete = check_bool("discrete", discrete)
+    moving = check_bool("support_depends_on_theta", support_depends_on_theta)
+    bias_ok, gaussian = check_bool("bias_ok", bias_ok), check_bool("gaussian", gaussian)
     budget = check_positive_int("budget", budget)
     num_params = check_positive_int("num_params", num_params)
     if discrete and (reparameterizable or gaussian):
@@ -108,7 +119,8 @@ def recommend(*, differentiable_f, reparameterizable, discrete, support_depends_
         out.append(Recommendation("Gumbel-softmax (Concrete)", False, "relaxed samples are "
                                   "reparameterizable; the temperature trades bias for variance"))
         out.append(Recommendation("straight-through", False, "discrete forward pass, backward "
-                                  "as if the sample were its mean: cheapest, can get the sign wrong"))
+                                  "as if the sample were its mean: cheapest, can get the "
+                                  "sign wrong"))
     if bias_ok and budget >= 4 * num_params:
         out.append(Recommendation("finite differences + CRN", False, f"bias O(h²); 2D = "
                                   f"{2 * num_params} evaluations per sample and replayable noise: "
@@ -133,8 +145,8 @@ GUIDE_NODES = {  # key: (text, (x, y) centre, kind)
     "boundary": ("reparameterize, or add\nthe boundary term", (8.35, 0.4), "unbiased"),
     "sf-continuous": ("score function + LOO;\nmeasure-valued for\na Gaussian mean",
                       (11.15, 0.4), "unbiased"),
-    "always": ("always: measure the variance;\ncheck against finite differences\nwith "
-               "CRN on a small problem", (2.65, 0.4), "note"),
+    "always": (("always: measure the variance;\ncheck against finite differences\n"
+                "with CRN on a small problem"), (2.65, 0.4), "note"),
 }
 """The boxes of :func:`draw_decision_guide`: text, centre and kind."""
 

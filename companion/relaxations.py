@@ -3,28 +3,40 @@
 A categorical sample is a step function of its logits, so its pathwise gradient is zero
 almost everywhere. Three ways around it, each built on ``torch.distributions``:
 
-- Gumbel-max: argmax_k (logits_k + G_k), G_k ~ Gumbel(0, 1), is an exact categorical sample.
-- Gumbel-softmax / Concrete: softmax((logits + G) / temperature) relaxes the argmax into a
-  point of the simplex that is differentiable in the logits; as temperature -> 0 it becomes
-  the one-hot Gumbel-max sample. The temperature is a dial: high temperatures bias the
-  gradient, low ones inflate its variance.
-- Straight-through: forward the discrete sample, backpropagate as if it were its mean.
-  Biased, cheap, and often good enough.
+- Gumbel-max (:func:`gumbel_max_sample`, on :func:`gumbel_noise`): argmax_k (logits_k + G_k),
+  G_k ~ Gumbel(0, 1), is an exact categorical sample.
+- Gumbel-softmax / Concrete (:func:`gumbel_softmax_sample`): softmax((logits + G) /
+  temperature) relaxes the argmax into a point of the simplex that is differentiable in the
+  logits; as temperature -> 0 it becomes the one-hot Gumbel-max sample. The temperature is a
+  dial: high temperatures bias the gradient, low ones inflate its variance. ``hard=True``
+  gives the straight-through Gumbel-softmax.
+- Straight-through (:func:`straight_through_bernoulli`): forward the discrete sample,
+  backpropagate as if it were its mean. Biased, cheap, and often good enough.
+
+Where torch already has the sampler, call torch's. The relaxed Bernoulli (binary Concrete)
+y = sigmoid((logits + L) / temperature), L standard logistic, is
+``torch.distributions.RelaxedBernoulli(temperature, logits=logits).rsample((n,))``. The
+straight-through categorical, value one-hot b ~ Cat(softmax(logits)) and gradient that of
+p = softmax(logits) (b - p.detach() + p), is
+``torch.distributions.OneHotCategoricalStraightThrough(logits=logits).rsample((n,))``.
 
 Samples run along dimension 0: logits ``(*batch, K)`` give samples ``(num_samples, *batch, K)``.
+Bad input (logits that are not a finite floating tensor, a temperature that is not a positive
+finite scalar, a count that is not a positive integer or would not fit in memory, a flag
+that is not a bool) raises ``ValueError`` or ``TypeError`` naming the argument.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import (Bernoulli, OneHotCategorical, RelaxedBernoulli,
-                                 RelaxedOneHotCategorical)
+from torch.distributions import Bernoulli, RelaxedOneHotCategorical
 from torch.distributions.utils import clamp_probs
 
-from ._validation import check_finite, check_positive_int, describe
+from ._validation import check_allocation, check_bool, check_finite, check_positive_int, describe
 
 
 def _check_logits(logits, *, min_categories: int | None) -> torch.Tensor:
@@ -50,10 +62,42 @@ def _check_temperature(temperature, logits: torch.Tensor) -> torch.Tensor:
             raise TypeError(f"{expected}, got {describe(temperature)}")
     elif isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise TypeError(f"{expected}, got {describe(temperature)}")
+    value = float(temperature)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature must be positive and finite, got {value}")
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
-    if not (torch.isfinite(t) and t > 0):
-        raise ValueError(f"temperature must be positive and finite, got {float(t)}")
+    if not (torch.isfinite(t) and t > 0):  # e.g. 1e-50 is 0 in float32
+        raise ValueError(f"temperature must be positive and finite in the logits' dtype "
+                         f"{logits.dtype}, got {value}, which is {float(t)} there")
     return t
+
+
+def _check_scores_fit(logits: torch.Tensor, temperature: torch.Tensor) -> None:
+    """Refuse a temperature so small that (logits + G) / temperature overflows the dtype.
+
+    torch scores a Concrete draw as s = (log softmax(logits) + G) / temperature, with G in
+    [-log(-log eps), -log(-log(1 - eps))] after the clamp (eps the machine epsilon); an
+    infinite s makes the sample NaN (inf - inf). Checked before drawing, so a refused call
+    leaves the random generator where it was.
+    """
+    if logits.numel() == 0:
+        return
+    finfo = torch.finfo(logits.dtype)
+    g_low, g_high = -math.log(-math.log(finfo.eps)), -math.log(-math.log1p(-finfo.eps))
+    normalized = torch.log_softmax(logits.detach(), dim=-1)
+    largest = max(abs(normalized.min().item() + g_low), abs(normalized.max().item() + g_high))
+    if largest / float(temperature) > finfo.max / 2:  # a factor 2 of room for rounding
+        raise ValueError(
+            f"temperature={float(temperature)} is too small for {logits.dtype} logits: the "
+            f"scores (logits + G) / temperature, up to {largest:.3g} / temperature, overflow "
+            f"and the samples would be NaN; use a larger temperature (or float64 logits)"
+        )
+
+
+def _check_samples_fit(num_samples: int, logits: torch.Tensor) -> None:
+    """Refuse a num_samples whose (num_samples, *logits.shape) output cannot fit in memory."""
+    check_allocation("num_samples", num_samples,
+                     num_samples * logits.numel() * logits.element_size())
 
 
 def gumbel_noise(shape, generator: torch.Generator | None = None, *, dtype=None,
@@ -67,16 +111,50 @@ def gumbel_noise(shape, generator: torch.Generator | None = None, *, dtype=None,
     softmax and its gradient NaN (inf - inf). The clamp truncates G to about [-2.8, 15.9]
     in float32 ([-3.6, 36] in float64), changing any probability by at most about eps.
 
+    Args:
+        shape: the output shape, a sequence of integers >= 0 (a tuple, a list, a
+            ``torch.Size``).
+        generator: a ``torch.Generator`` on the output's device, or None for the global one.
+        dtype: a floating ``torch.dtype``, or None for ``torch.get_default_dtype()``.
+        device: a ``torch.device`` or device string, or None for the default device.
+
+    Returns:
+        G, shape ``shape``, finite, in ``dtype``.
+
     Example:
         >>> gumbel_noise((2, 3)).shape
         torch.Size([2, 3])
     """
-    try:
-        shape = torch.Size(shape)
-    except TypeError as err:
-        raise TypeError(f"shape must be a sequence of integers, got {describe(shape)}") from err
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
+    if isinstance(shape, (str, bytes, torch.Tensor)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"shape must be a sequence of integers, got {describe(shape)}")
+    shape = tuple(shape)
+    for size in shape:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise TypeError(f"shape must be a sequence of integers, got {describe(shape)}")
+        if size < 0:
+            raise ValueError(f"shape must hold sizes >= 0, got {shape}")
+    shape = torch.Size(int(size) for size in shape)
+    if dtype is None:
+        dtype = torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {describe(dtype)}")
+    if device is not None:
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"device must be a torch.device, a device string or None, "
+                            f"got {describe(device)}")
+        try:
+            device = torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(f"device must name a torch device, got {device!r}") from err
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, "
+                            f"got {describe(generator)}")
+        target = device if device is not None else torch.empty(0).device
+        if generator.device.type != target.type:
+            raise ValueError(f"generator must be on the output's device ({target}), "
+                             f"got a generator on {generator.device}")
+    check_allocation("shape", tuple(shape), shape.numel() * dtype.itemsize)
     u = clamp_probs(torch.rand(shape, generator=generator, dtype=dtype, device=device))
     return -torch.log(-torch.log(u))
 
@@ -94,10 +172,12 @@ def gumbel_max_sample(logits: torch.Tensor, num_samples: int, *,
     Mnih, Teh 2017, "The Concrete Distribution", ICLR; Jang, Gu, Poole 2017).
 
     Args:
-        logits: unnormalized log-probabilities, shape ``(*batch, K)``, K >= 2.
-        num_samples: number of independent samples, >= 1.
-        noise: optional Gumbel(0, 1) noise ``(num_samples, *batch, K)``, to replay fixed
-            noise in tests and figures; drawn with :func:`gumbel_noise` when None.
+        logits: unnormalized log-probabilities, a finite floating tensor of shape
+            ``(*batch, K)``, K >= 2.
+        num_samples: number of independent samples, an integer >= 1.
+        noise: optional Gumbel(0, 1) noise ``(num_samples, *batch, K)``, a finite floating
+            tensor on the logits' device, to replay fixed noise in tests and figures; drawn
+            with :func:`gumbel_noise` when None.
 
     Returns:
         Category indices, int64, shape ``(num_samples, *batch)``.
@@ -112,6 +192,7 @@ def gumbel_max_sample(logits: torch.Tensor, num_samples: int, *,
     num_samples = check_positive_int("num_samples", num_samples)
     shape = (num_samples, *logits.shape)
     if noise is None:
+        _check_samples_fit(num_samples, logits)
         noise = gumbel_noise(shape, dtype=logits.dtype, device=logits.device)
     elif not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
         raise TypeError(f"noise must be a floating-point tensor, got {describe(noise)}")
@@ -119,6 +200,9 @@ def gumbel_max_sample(logits: torch.Tensor, num_samples: int, *,
         raise ValueError(
             f"noise must have shape (num_samples, *batch, K) = {shape}, got {tuple(noise.shape)}"
         )
+    elif noise.device != logits.device:
+        raise ValueError(f"noise must be on the logits' device ({logits.device}), "
+                         f"got {noise.device}")
     return (logits + check_finite("noise", noise.detach())).argmax(dim=-1)  # (S, *batch)
 
 
@@ -138,13 +222,18 @@ def gumbel_softmax_sample(logits: torch.Tensor, temperature, num_samples: int, *
     hard - y.detach() + y. Biased for the discrete objective.
 
     Args:
-        logits: shape ``(*batch, K)``, K >= 2.
-        temperature: a positive finite number or 0-dim tensor (may require grad).
-        num_samples: number of independent samples, >= 1.
-        hard: return the straight-through one-hot sample instead of y.
+        logits: a finite floating tensor of shape ``(*batch, K)``, K >= 2.
+        temperature: a positive finite number or 0-dim floating tensor (may require grad).
+        num_samples: number of independent samples, an integer >= 1.
+        hard: True for the straight-through one-hot sample instead of y; False (default)
+            for y.
 
     Returns:
         Samples, shape ``(num_samples, *batch, K)``, in the logits' dtype.
+
+    Raises:
+        ValueError: also when the temperature is so small that the scores
+            (logits + G) / temperature overflow the logits' dtype (the samples would be NaN).
 
     Example:
         >>> y = gumbel_softmax_sample(torch.zeros(2, 3), 0.5, 4)
@@ -157,8 +246,9 @@ def gumbel_softmax_sample(logits: torch.Tensor, temperature, num_samples: int, *
     logits = _check_logits(logits, min_categories=2)
     temperature = _check_temperature(temperature, logits)
     num_samples = check_positive_int("num_samples", num_samples)
-    if not isinstance(hard, bool):
-        raise TypeError(f"hard must be True or False, got {describe(hard)}")
+    hard = check_bool("hard", hard)
+    _check_samples_fit(num_samples, logits)
+    _check_scores_fit(logits, temperature)
     dist = RelaxedOneHotCategorical(temperature, logits=logits)
     soft = dist.rsample((num_samples,))  # (S, *batch, K)
     if not hard:
@@ -167,34 +257,6 @@ def gumbel_softmax_sample(logits: torch.Tensor, temperature, num_samples: int, *
     # Same gradient as hard - soft.detach() + soft, but the value is one-hot exactly:
     # soft - soft.detach() is exactly 0, while (1 - s) + s can round away from 1.
     return one_hot + (soft - soft.detach())
-
-
-def relaxed_bernoulli_sample(logits: torch.Tensor, temperature, num_samples: int) -> torch.Tensor:
-    """Relaxed Bernoulli (binary Concrete) samples y = sigmoid((logits + L) / temperature).
-
-    L = log U - log(1 - U) is standard logistic noise, the difference of two Gumbels, so
-    y > 1/2 exactly when logits + L > 0, which has probability sigmoid(logits) at every
-    temperature; y -> that Bernoulli sample as temperature -> 0 and y -> 1/2 as it grows.
-    Drawn with ``RelaxedBernoulli(temperature, logits=logits).rsample`` (Maddison, Mnih,
-    Teh 2017, "The Concrete Distribution", ICLR; the binary case).
-
-    Args:
-        logits: shape ``(*batch)``, at least one element.
-        temperature: a positive finite number or 0-dim tensor.
-        num_samples: number of independent samples, >= 1.
-
-    Returns:
-        Samples in (0, 1), shape ``(num_samples, *batch)``.
-
-    Example:
-        >>> y = relaxed_bernoulli_sample(torch.tensor([0.0, 2.0]), 0.5, 3)
-        >>> y.shape, bool(((y > 0) & (y < 1)).all())
-        (torch.Size([3, 2]), True)
-    """
-    logits = _check_logits(logits, min_categories=None)
-    temperature = _check_temperature(temperature, logits)
-    num_samples = check_positive_int("num_samples", num_samples)
-    return RelaxedBernoulli(temperature, logits=logits).rsample((num_samples,))
 
 
 def straight_through_bernoulli(logits: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -207,8 +269,8 @@ def straight_through_bernoulli(logits: torch.Tensor, num_samples: int) -> torch.
     (1 - 2t) p(1 - p), off by (2p - 1) p(1 - p). Chapter 6 measures the bias.
 
     Args:
-        logits: shape ``(*batch)``, at least one element.
-        num_samples: number of independent samples, >= 1.
+        logits: a finite floating tensor of shape ``(*batch)``, at least one element.
+        num_samples: number of independent samples, an integer >= 1.
 
     Returns:
         Samples equal to 0 or 1, shape ``(num_samples, *batch)``, differentiable in logits.
@@ -223,35 +285,8 @@ def straight_through_bernoulli(logits: torch.Tensor, num_samples: int) -> torch.
     """
     logits = _check_logits(logits, min_categories=None)
     num_samples = check_positive_int("num_samples", num_samples)
+    _check_samples_fit(num_samples, logits)
     dist = Bernoulli(logits=logits)
     b = dist.sample((num_samples,))  # (S, *batch), no gradient
     p = dist.probs  # sigmoid(logits), with gradient
     return b + (p - p.detach())  # value exactly b (see gumbel_softmax_sample)
-
-
-def straight_through_categorical(logits: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """Straight-through categorical samples: value one-hot b ~ Cat(p), gradient that of p.
-
-    Implements b - p.detach() + p with p = softmax(logits) (Bengio, Léonard, Courville 2013,
-    "Estimating or Propagating Gradients Through Stochastic Neurons"): the gradient of
-    E[f(b)] is estimated by J_p^T grad f(b). BIASED unless f is linear in b; for
-    f(x) = ||x - t||^2 the bias is J_p^T 2p, with J_p^T v = p * (v - p . v).
-
-    Args:
-        logits: shape ``(*batch, K)``, K >= 2.
-        num_samples: number of independent samples, >= 1.
-
-    Returns:
-        One-hot samples, shape ``(num_samples, *batch, K)``, differentiable in logits.
-
-    Example:
-        >>> b = straight_through_categorical(torch.zeros(4), 5)
-        >>> b.shape, bool((b.sum(-1) == 1).all())
-        (torch.Size([5, 4]), True)
-    """
-    logits = _check_logits(logits, min_categories=2)
-    num_samples = check_positive_int("num_samples", num_samples)
-    dist = OneHotCategorical(logits=logits)
-    b = dist.sample((num_samples,))  # (S, *batch, K), no gradient
-    p = dist.probs  # softmax(logits), with gradient
-    return b + (p - p.detach())

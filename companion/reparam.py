@@ -17,8 +17,10 @@ Learning", JMLR, §5):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import distributions as D
 
@@ -42,17 +44,25 @@ def reparameterize(mu, log_var, eps=None) -> torch.Tensor:
     ``torch.distributions.Normal(mu, std).rsample()``, with the same gradients.
 
     Args:
-        mu: the mean, a floating tensor of any shape ``(*shape)``.
-        log_var: the log-variance log σ², same shape as ``mu`` (a log-variance, not a
-            standard deviation: the network output of a VAE encoder is unconstrained).
-        eps: optional standard-normal noise of shape ``(*shape)``, to fix the noise; when
-            None it is drawn with ``torch.randn_like`` from the global generator.
+        mu: the mean, a floating tensor of any shape ``(*shape)``, finite.
+        log_var: the log-variance log σ², same shape and device as ``mu``, finite, with
+            exp(½ log_var) finite (a log-variance, not a standard deviation: the network
+            output of a VAE encoder is unconstrained).
+        eps: optional standard-normal noise of shape ``(*shape)`` on the device of ``mu``,
+            finite, to fix the noise; when None it is drawn with ``torch.randn_like`` from
+            the global generator.
 
     Returns:
         z, shape ``(*shape)``, carrying the graph to ``mu`` and ``log_var``.
 
+    Raises:
+        TypeError: an argument is not a floating-point tensor.
+        ValueError: NaN or inf in an argument, shapes or devices that differ, or a log_var
+            so large that σ overflows.
+
     Example:
-        >>> mu, log_var = torch.tensor([0.0, 1.0]), torch.tensor([0.0, 2.0 * torch.log(torch.tensor(3.0))])
+        >>> mu = torch.tensor([0.0, 1.0])
+        >>> log_var = torch.tensor([0.0, 2.0 * torch.log(torch.tensor(3.0))])  # σ = (1, 3)
         >>> reparameterize(mu, log_var, eps=torch.tensor([1.0, -1.0]))  # (0 + 1, 1 - 3)
         tensor([ 1., -2.])
     """
@@ -61,15 +71,25 @@ def reparameterize(mu, log_var, eps=None) -> torch.Tensor:
     if mu.shape != log_var.shape:
         raise ValueError(f"mu and log_var must have the same shape, got {tuple(mu.shape)} "
                          f"and {tuple(log_var.shape)}")
-    check_finite("log_var", log_var.detach())
-    std = torch.exp(0.5 * log_var)  # σ = exp(½ log σ²)
-    if eps is None:
-        eps = torch.randn_like(std)  # the noise: independent of mu and log_var
-    else:
+    if log_var.device != mu.device:
+        raise ValueError(f"log_var must be on the device of mu ({mu.device}), got {log_var.device}")
+    if eps is not None:
         eps = _check_tensor("eps", eps)
-        if eps.shape != std.shape:
+        if eps.shape != mu.shape:
             raise ValueError(f"eps must have the shape of mu {tuple(mu.shape)}, got "
                              f"{tuple(eps.shape)}")
+        if eps.device != mu.device:
+            raise ValueError(f"eps must be on the device of mu ({mu.device}), got {eps.device}")
+    for name, tensor in (("mu", mu), ("log_var", log_var), ("eps", eps)):
+        if tensor is not None:
+            check_finite(name, tensor.detach())
+    std = torch.exp(0.5 * log_var)  # σ = exp(½ log σ²)
+    if not torch.isfinite(std.detach()).all():
+        largest = log_var.detach().max().item()
+        raise ValueError(f"log_var must be small enough that exp(log_var / 2) is finite in "
+                         f"{log_var.dtype}, got a maximum of {largest}")
+    if eps is None:
+        eps = torch.randn_like(std)  # the noise: independent of mu and log_var
     return mu + eps * std  # the same operations, in the same order, as Normal.rsample
 
 
@@ -144,9 +164,13 @@ def reparameterization_kind(dist) -> tuple[str, str]:
     """
     if not isinstance(dist, D.Distribution):
         raise TypeError(f"dist must be a torch.distributions.Distribution, got {describe(dist)}")
-    discrete = bool(getattr(dist.support, "is_discrete", False))
+    try:
+        discrete = bool(getattr(dist.support, "is_discrete", False))
+        support = "discrete support" if discrete else "continuous support, no rsample"
+    except NotImplementedError:  # a Distribution subclass that does not define its support
+        discrete, support = False, "support not defined, no rsample"
     if not dist.has_rsample:
-        return "none", "discrete support" if discrete else "continuous support, no rsample"
+        return "none", support
     if discrete:
         return "straight-through (biased)", "discrete draw, surrogate gradient"
     with torch.enable_grad(), torch.random.fork_rng(), warnings.catch_warnings():
@@ -229,19 +253,30 @@ _ABSTRACT = {"Distribution", "ExponentialFamily"}
 
 @dataclass(frozen=True)
 class RsampleInfo:
-    """One row of :func:`rsample_table`.
+    """One row of :func:`rsample_table`; the fields are checked when a row is built.
 
     Attributes:
-        name: the class name in ``torch.distributions``.
-        has_rsample: ``has_rsample`` of an instance, or None when none was built.
+        name: the class name in ``torch.distributions``, a string.
+        has_rsample: ``has_rsample`` of an instance (True or False), or None when none was
+            built.
         kind: one of :data:`KINDS`.
-        detail: why (see :func:`reparameterization_kind`).
+        detail: why (see :func:`reparameterization_kind`), a string.
     """
 
     name: str
     has_rsample: bool | None
     kind: str
     detail: str
+
+    def __post_init__(self):
+        for field in ("name", "kind", "detail"):
+            if not isinstance(getattr(self, field), str):
+                raise TypeError(f"{field} must be a string, got {describe(getattr(self, field))}")
+        if self.has_rsample is not None and not isinstance(self.has_rsample, bool):
+            raise TypeError(f"has_rsample must be True, False or None, "
+                            f"got {describe(self.has_rsample)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
 
 def distribution_classes() -> list[str]:
@@ -277,9 +312,26 @@ def rsample_table() -> list[RsampleInfo]:
 
 
 def format_rsample_table(rows) -> str:
-    """A plain-text table of :class:`RsampleInfo` rows, one line per distribution."""
-    if not all(isinstance(row, RsampleInfo) for row in rows):
-        raise TypeError("rows must be RsampleInfo objects, as returned by rsample_table()")
+    """A plain-text table of :class:`RsampleInfo` rows, one line per distribution.
+
+    Args:
+        rows: an iterable of :class:`RsampleInfo` (a list, a tuple, a generator: it is read
+            once, into a list), as returned by :func:`rsample_table`. An empty iterable
+            gives the header and its rule alone.
+
+    Returns:
+        The table: a header line, a rule of dashes, then one line per row with the columns
+        distribution, rsample (yes / no / ?), kind and detail.
+    """
+    if (isinstance(rows, (str, bytes, RsampleInfo, torch.Tensor, np.ndarray))
+            or not isinstance(rows, Iterable)):
+        raise TypeError(f"rows must be an iterable of RsampleInfo, as returned by "
+                        f"rsample_table(), got {describe(rows)}")
+    rows = list(rows)  # a generator is consumed once, here, and every row is printed
+    for i, row in enumerate(rows):
+        if not isinstance(row, RsampleInfo):
+            raise TypeError(f"rows must be RsampleInfo objects, as returned by rsample_table(); "
+                            f"rows[{i}] is {describe(row)}")
     header = ("distribution", "rsample", "kind", "detail")
     cells = [header] + [(r.name, {True: "yes", False: "no", None: "?"}[r.has_rsample],
                          r.kind, r.detail) for r in rows]

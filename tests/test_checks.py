@@ -78,10 +78,12 @@ def test_check_mc_summarizes_samples(capsys):
         (dict(estimate=1.0, exact=1.0), ValueError, "got neither"),
         (dict(estimate=1.0, exact=1.0, stderr=0.1, rtol=0.1), ValueError, "not both"),
         (dict(estimate=[1.0, 2.0], exact=[1.0, 2.0, 3.0], rtol=0.1), ValueError, "broadcast"),
-        (dict(estimate=[1.0, 2.0], exact=1.0, stderr=[0.1, 0.1, 0.1]), ValueError, "stderr must broadcast"),
+        (dict(estimate=[1.0, 2.0], exact=1.0, stderr=[0.1, 0.1, 0.1]), ValueError,
+         "stderr must broadcast"),
         (dict(estimate="1.0", exact=1.0, rtol=0.1), TypeError, "estimate must be a number"),
         (dict(estimate=1.0, exact=1.0, rtol=-1.0), ValueError, "rtol must be a number >= 0"),
-        (dict(estimate=1.0, exact=1.0, stderr=0.1, false_alarm=1.5), ValueError, "false_alarm must be in"),
+        (dict(estimate=1.0, exact=1.0, stderr=0.1, false_alarm=1.5), ValueError,
+         "false_alarm must be in"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, error, match):
@@ -157,6 +159,7 @@ def test_check_at_least_is_one_sided(capsys):
         (dict(estimate=float("nan"), bound=0.0, stderr=0.1), ValueError, "estimate must be finite"),
         (dict(estimate=1.0, bound=0.0, stderr=-0.1), ValueError, "stderr must be >= 0"),
         (dict(estimate=[1.0, 2.0], bound=[0.0, 0.0, 0.0], stderr=0.1), ValueError, "broadcast"),
+        (dict(estimate=1.0, bound=0.0, stderr=[0.1, 0.1]), ValueError, "stderr must broadcast"),
         (dict(estimate=1.0, bound=0.0, stderr=0.1, false_alarm=0.6), ValueError, "one-sided"),
     ],
 )
@@ -193,3 +196,140 @@ def test_a_check_on_the_last_line_of_a_cell_is_not_shown_twice():
 
     result = check_close("displayed", 1.0, 1.0, rtol=0.1, verbose=False)
     assert InteractiveShell.instance().display_formatter.format(result) == ({}, {})
+
+
+# ---------------------------------------------------------------- adversarial input
+
+
+def test_critical_z_works_down_to_tiny_false_alarm_rates():
+    from scipy.stats import norm
+
+    for rate, m in [(1e-20, 1), (1e-300, 1), (1e-300, 1000), (1e-307, 7)]:
+        assert critical_z(rate, m) == pytest.approx(norm.isf(rate / (2 * m)), rel=1e-13)
+    assert critical_z(1e-300) == pytest.approx(37.0657878807721, rel=1e-12)
+    # the checks accept such rates too
+    check_close("tiny rate", 1.0, 1.0, stderr=0.1, false_alarm=1e-300, verbose=False)
+    check_mc("tiny rate", [1.0, 2.0, 3.0], 2.0, false_alarm=1e-300, verbose=False)
+    from companion.checks import check_at_least
+
+    check_at_least("tiny rate", 1.0, 1.0, stderr=0.1, false_alarm=1e-300, verbose=False)
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((5e-324,), ValueError, r"false_alarm / \(2 num_comparisons\) = 5e-324 / \(2 x 1\) underflows"),
+    ((1e-3, 10**400), ValueError, "a 401-digit integer.* underflows"),
+    ((0.0,), ValueError, r"false_alarm must be in \(0, 1\)"),
+    ((float("nan"),), ValueError, "false_alarm must be in"),
+    ((True,), TypeError, "false_alarm must be a number"),
+    (("0.05",), TypeError, "false_alarm must be a number"),
+    ((0.05, True), TypeError, "num_comparisons must be an integer >= 1, got bool"),
+    ((0.05, 2.0), TypeError, "num_comparisons must be an integer >= 1, got float"),
+    ((0.05, 0), ValueError, "num_comparisons must be an integer >= 1, got 0"),
+    ((0.05, "3"), TypeError, "num_comparisons must be an integer"),
+])
+def test_critical_z_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        critical_z(*args)
+
+
+def test_critical_z_accepts_numpy_integers():
+    import numpy as np
+
+    assert critical_z(0.05, np.int64(10)) == critical_z(0.05, 10)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(label=""), ValueError, "label must be a non-empty string"),
+    (dict(label="   "), ValueError, "label must be a non-empty string"),
+    (dict(label=None), TypeError, "label must be a non-empty string, got NoneType"),
+    (dict(label=b"mean"), TypeError, "label must be a non-empty string, got bytes"),
+    (dict(estimate=True), TypeError, "estimate must be a real number, array or tensor, got bool"),
+    (dict(estimate=[True, False]), TypeError, "estimate must be a real number"),
+    (dict(exact=torch.tensor(True)), TypeError, "exact must be a real number"),
+    (dict(estimate=1 + 2j), TypeError, "estimate must be"),
+    (dict(estimate=torch.tensor([INF])), ValueError, "estimate must be finite"),
+    (dict(estimate=torch.zeros(0)), ValueError, "estimate and exact must hold at least one"),
+    (dict(estimate=torch.zeros(1), exact=torch.zeros(0)), ValueError, "at least one value"),
+    (dict(estimate=torch.zeros(2, 3), exact=torch.zeros(2)), ValueError, "exact must broadcast"),
+    (dict(stderr=NAN), ValueError, "stderr must be finite"),
+    (dict(stderr=INF), ValueError, "stderr must be finite"),
+    (dict(stderr=True), TypeError, "stderr must be a real number"),
+    (dict(stderr="0.1"), TypeError, "stderr must be a number"),
+    (dict(rtol=NAN), ValueError, "rtol must be a number >= 0 and finite, got nan"),
+    (dict(rtol=INF), ValueError, "rtol must be a number >= 0 and finite, got inf"),
+    (dict(atol=-1e-9), ValueError, "atol must be a number >= 0"),
+    (dict(atol=True), TypeError, "atol must be a number >= 0, got bool"),
+    (dict(atol="0.1"), TypeError, "atol must be a number >= 0, got str"),
+    (dict(atol=1e-3, rtol=None, false_alarm=2.0), ValueError, "false_alarm must be in"),
+    (dict(verbose="no"), TypeError, "verbose must be True or False, got str"),
+    (dict(verbose=0), TypeError, "verbose must be True or False, got int"),
+    (dict(verbose=None), TypeError, "verbose must be True or False"),
+])
+def test_check_close_refuses_everything_malformed(capsys, kwargs, error, match):
+    args = dict(label="mean", estimate=torch.tensor([1.0, 2.0]), exact=1.5, stderr=1.0)
+    if "rtol" in kwargs or "atol" in kwargs:
+        args.pop("stderr")
+    args.update(kwargs)
+    estimate = args["estimate"]
+    before = estimate.clone() if isinstance(estimate, torch.Tensor) else None
+    with pytest.raises(error, match=match):
+        check_close(args.pop("label"), args.pop("estimate"), args.pop("exact"), **args)
+    assert capsys.readouterr().out == ""  # nothing printed: no half-made check line
+    if before is not None:  # the caller's tensor is unchanged
+        assert torch.equal(estimate, before)
+
+
+def test_checks_accept_numpy_numbers_as_tolerances():
+    import numpy as np
+
+    assert check_close("np tolerance", 1.0, 1.0 + 1e-9, rtol=np.float32(1e-6), verbose=False).passed
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(label=3), TypeError, "label must be a non-empty string, got int"),
+    (dict(values=(v for v in [1.0, 2.0])), TypeError, "values must be a number"),
+    (dict(values=[1.0]), ValueError, "at least 2 samples"),
+    (dict(values=torch.zeros(5, 0)), ValueError, "at least one value"),
+    (dict(values=[1.0, NAN]), ValueError, "values must be finite"),
+    (dict(exact="a"), TypeError, "exact must be a number"),
+    (dict(verbose="yes"), TypeError, "verbose must be True or False"),
+    (dict(false_alarm=-0.1), ValueError, "false_alarm must be in"),
+])
+def test_check_mc_refuses_everything_malformed(kwargs, error, match):
+    args = dict(label="mean", values=[1.0, 2.0, 3.0], exact=2.0)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        check_mc(args.pop("label"), args.pop("values"), args.pop("exact"), **args)
+
+
+def test_check_mc_counts_booleans_as_indicators():
+    result = check_mc("P(x > 0)", torch.tensor([True, False, True, False]), 0.5, verbose=False)
+    assert float(result.estimate) == 0.5
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(label=""), ValueError, "label must be a non-empty string"),
+    (dict(verbose=1), TypeError, "verbose must be True or False"),
+    (dict(bound=True), TypeError, "bound must be a real number"),
+    (dict(stderr=NAN), ValueError, "stderr must be finite"),
+    (dict(stderr=None), TypeError, "stderr must be a number"),
+    (dict(estimate=torch.zeros(0)), ValueError, "must hold at least one value"),
+    (dict(false_alarm=1e-300), None, None),
+])
+def test_check_at_least_refuses_everything_malformed(kwargs, error, match):
+    from companion.checks import check_at_least
+
+    args = dict(label="gap", estimate=1.0, bound=0.0, stderr=0.1, verbose=False)
+    args.update(kwargs)
+    def call():
+        return check_at_least(args.pop("label"), args.pop("estimate"), args.pop("bound"),
+                              **args)
+
+    if error is None:
+        assert call().passed
+    else:
+        with pytest.raises(error, match=match):
+            call()

@@ -93,3 +93,31 @@ def test_bad_input(ax):
         draw_computational_graph(ax, cut_edge=None)
     with pytest.raises(TypeError, match="detour_labels must be two strings"):
         draw_computational_graph(ax, detour_labels=("only one",))
+
+
+# ---------------------------------------------------------------- adversarial input
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(detours=1), TypeError, "detours must be True or False, got int"),
+    (dict(detours=None), TypeError, "detours must be True or False"),
+    (dict(detours="False"), TypeError, "detours must be True or False"),
+    (dict(cut_edge=True), TypeError, "cut_edge must be an edge index or None, got bool"),
+    (dict(cut_edge=-1), ValueError, r"cut_edge must be in \[0, 3\]"),
+    (dict(labels=(label for label in GRAPH_LABELS)), TypeError, "labels must be a sequence"),
+    (dict(labels=[]), ValueError, "at least 2 nodes, got 0"),
+    (dict(detour_labels="ab"), TypeError, "detour_labels must be two strings"),
+    (dict(detour_labels=("a", 2)), TypeError, "detour_labels must be two strings"),
+])
+def test_bad_input_draws_nothing(ax, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        draw_computational_graph(ax, **kwargs)
+    assert not ax.patches and not ax.texts and not ax.lines and ax.get_legend() is None
+    assert ax.axison
+
+
+def test_numpy_edge_index_and_tuple_labels(ax):
+    import numpy as np
+
+    draw_computational_graph(ax, tuple(GRAPH_LABELS), cut_edge=np.int64(1))
+    assert len(_by_gid(ax, FancyBboxPatch)) == 5

@@ -157,3 +157,55 @@ def test_boxes_do_not_overlap(ax):
 def test_rejects_what_is_not_an_axes():
     with pytest.raises(TypeError, match="ax must be a matplotlib Axes"):
         draw_decision_guide("axes")
+
+
+# ---------------------------------------------------------------- adversarial input
+
+
+FLAGS = ["differentiable_f", "reparameterizable", "discrete", "support_depends_on_theta",
+         "bias_ok", "gaussian"]
+
+
+@pytest.mark.parametrize("flag", FLAGS)
+@pytest.mark.parametrize("value", ["no", "False", "", 0, 1, None, 1.0])
+def test_every_flag_must_be_a_bool_not_a_truthy_value(flag, value):
+    args = dict(differentiable_f=True, reparameterizable=False, discrete=False)
+    args[flag] = value
+    with pytest.raises(TypeError, match=rf"{flag} must be True or False"):
+        recommend(**args)
+
+
+@pytest.mark.parametrize("name", ["budget", "num_params"])
+@pytest.mark.parametrize("value, error", [(-1, ValueError), ("4", TypeError), (None, TypeError),
+                                          (float("inf"), TypeError), (False, TypeError)])
+def test_counts_must_be_positive_integers(name, value, error):
+    with pytest.raises(error, match=rf"{name} must be an integer >= 1"):
+        recommend(differentiable_f=True, reparameterizable=True, discrete=False, **{name: value})
+
+
+def test_numpy_integers_and_huge_budgets_are_fine():
+    import numpy as np
+
+    got = names(differentiable_f=True, reparameterizable=True, discrete=False,
+                budget=np.int64(10**18), num_params=np.int32(3), gaussian=True, bias_ok=True)
+    assert got[0] == "pathwise" and "finite differences + CRN" in got
+
+
+@pytest.mark.parametrize("fields, error, match", [
+    (("", True, "r"), TypeError, "estimator must be a non-empty string"),
+    (("pathwise", "yes", "r"), TypeError, "unbiased must be True or False, got str"),
+    (("pathwise", True, None), TypeError, "reason must be a string"),
+])
+def test_recommendation_checks_its_fields(fields, error, match):
+    with pytest.raises(error, match=match):
+        Recommendation(*fields)
+
+
+def test_a_failed_chart_draws_nothing():
+    fig, ax = plt.subplots()
+    try:
+        with pytest.raises(TypeError, match="ax must be a matplotlib Axes, got Figure"):
+            draw_decision_guide(fig)
+        assert not ax.patches and not ax.texts
+    finally:
+        plt.close(fig)

@@ -3,18 +3,28 @@
 Distributions of category indices are tested with chi-square goodness of fit at a
 false-alarm rate of 1e-3 per test (Bonferroni over rows); means go through companion.checks
 (|estimate - exact| <= z * stderr, 1e-3 per check). Each test seeds in its own body.
+
+The relaxed Bernoulli and the straight-through categorical are torch's
+(``RelaxedBernoulli``, ``OneHotCategoricalStraightThrough``); Chapter 6 relies on their
+formulas (the binary Concrete's threshold and per-sample gradient, the straight-through
+gradient identity and its bias), so those are tested here on torch's samplers.
 """
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from scipy import stats
+from torch.distributions import OneHotCategoricalStraightThrough, RelaxedBernoulli
 
 from companion.checks import check_mc, critical_z
 from companion.montecarlo import summarize
-from companion.relaxations import (gumbel_max_sample, gumbel_noise, gumbel_softmax_sample,
-                                   relaxed_bernoulli_sample, straight_through_bernoulli,
-                                   straight_through_categorical)
+from companion.relaxations import (
+    gumbel_max_sample,
+    gumbel_noise,
+    gumbel_softmax_sample,
+    straight_through_bernoulli,
+)
 from companion.seeding import seed_everything
 
 FALSE_ALARM = 1e-3
@@ -84,10 +94,11 @@ def test_straight_through_bernoulli_gradient_replays_f_prime_times_sigmoid_prime
     torch.testing.assert_close(eta.grad, 2 * (b.detach() - 0.6) * p * (1 - p), rtol=1e-12, atol=0)
 
 
-def test_straight_through_categorical_is_one_hot_with_the_softmax_jacobian():
+def test_torch_straight_through_categorical_is_one_hot_with_the_softmax_jacobian():
+    """The straight-through identity of Chapter 6 (eq-dl-st-bias), on torch's sampler."""
     seed_everything(3)
     logits = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    b = straight_through_categorical(logits, 7)
+    b = OneHotCategoricalStraightThrough(logits=logits).rsample((7,))
     assert b.shape == (7, 3, 4)
     assert torch.equal(b.detach(), F.one_hot(b.detach().argmax(-1), 4).double())
     v = torch.randn(4, dtype=torch.float64)
@@ -102,14 +113,24 @@ def test_samples_live_where_they_should_and_noise_follows_its_generator():
     y = gumbel_softmax_sample(torch.zeros(2, 3), 0.3, 10)
     assert y.shape == (10, 2, 3) and (y > 0).all()
     torch.testing.assert_close(y.sum(-1), torch.ones(10, 2))
-    temperature = torch.tensor(0.3, requires_grad=True)  # a learnable temperature
-    z = relaxed_bernoulli_sample(torch.tensor(1.0), temperature, 10)
-    assert z.shape == (10,) and ((z > 0) & (z < 1)).all()
-    z.sum().backward()
-    assert torch.isfinite(temperature.grad)
     a = gumbel_noise((100,), torch.Generator().manual_seed(5), dtype=torch.float64)
     b = gumbel_noise((100,), torch.Generator().manual_seed(5), dtype=torch.float64)
     assert torch.equal(a, b) and a.dtype == torch.float64 and torch.isfinite(a).all()
+
+
+def test_torch_relaxed_bernoulli_has_the_per_sample_gradient_of_chapter_6():
+    """y = sigmoid((θ + L) / τ) gives dy/dθ = y (1 - y) / τ for each draw, exactly: the
+    per-sample gradient 2 (y - t) y (1 - y) / τ that Chapter 6 averages."""
+    seed_everything(14)
+    tau = 0.7
+    theta = torch.tensor([-1.0, 0.0, 0.3, 2.0], dtype=torch.float64).repeat(50, 1)
+    theta.requires_grad_(True)
+    y = RelaxedBernoulli(torch.tensor(tau, dtype=torch.float64), logits=theta).rsample()
+    assert ((y > 0) & (y < 1)).all()
+    ((y - 0.499) ** 2).sum().backward()
+    y = y.detach()
+    torch.testing.assert_close(theta.grad, 2 * (y - 0.499) * y * (1 - y) / tau,
+                               rtol=1e-10, atol=1e-15)
 
 
 # ---------------------------------------------------------------- statistical layer
@@ -163,16 +184,21 @@ def test_concrete_approaches_uniform_as_temperature_grows():
     check_mc("tau (E[y] - 1/K) at tau = 1000", tau * (y - 1 / k), (LOGITS - LOGITS.mean()) / k)
 
 
-def test_relaxed_bernoulli_threshold_is_bernoulli_and_high_temperature_is_one_half():
-    """P(y > 1/2) = sigmoid(logits) at every temperature (2 x 10^4 draws, detects ~0.012);
-    tau (y - 1/2) -> (logits + L) / 4 with E[L] = 0 at tau = 1000 (detects ~0.012)."""
+def test_torch_relaxed_bernoulli_threshold_is_bernoulli_and_high_temperature_is_one_half():
+    """torch's RelaxedBernoulli is the binary Concrete y = sigmoid((logits + L) / tau) of
+    Chapter 6: P(y > 1/2) = sigmoid(logits) at every temperature (2 x 10^4 draws, detects
+    ~0.012); tau (y - 1/2) -> (logits + L) / 4 with E[L] = 0 at tau = 1000 (detects ~0.012)."""
     seed_everything(11)
     logits = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64)
+
+    def relaxed(tau):
+        temperature = torch.tensor(tau, dtype=torch.float64)
+        return RelaxedBernoulli(temperature, logits=logits).rsample((20_000,))
+
     for tau in (1.0, 0.1):
-        above = (relaxed_bernoulli_sample(logits, tau, 20_000) > 0.5).double()
+        above = (relaxed(tau) > 0.5).double()
         check_mc(f"P(y > 1/2) at tau = {tau}", above, torch.sigmoid(logits))
-    y = relaxed_bernoulli_sample(logits, 1000.0, 20_000)
-    check_mc("tau (E[y] - 1/2) at tau = 1000", 1000.0 * (y - 0.5), logits / 4)
+    check_mc("tau (E[y] - 1/2) at tau = 1000", 1000.0 * (relaxed(1000.0) - 0.5), logits / 4)
 
 
 def test_straight_through_bernoulli_is_measurably_biased():
@@ -194,9 +220,10 @@ def test_straight_through_bernoulli_is_measurably_biased():
     assert (grad.mean - exact).abs() > critical_z(FALSE_ALARM) * grad.stderr
 
 
-def test_straight_through_categorical_is_measurably_biased():
+def test_torch_straight_through_categorical_is_measurably_biased():
     """f(x) = ||x - t||^2 on one-hot x: exact gradient J^T(-2t) by enumeration of the K
-    outcomes, straight-through mean J^T 2(p - t), bias J^T 2p with J^T v = p (v - p.v).
+    outcomes, straight-through mean J^T 2(p - t), bias J^T 2p with J^T v = p (v - p.v)
+    (eq-dl-st-bias), on torch's OneHotCategoricalStraightThrough.
     2 x 10^4 draws, Bonferroni over K = 5; measured bias 0.209 +- 0.002 in coordinate 3."""
     seed_everything(13)
     t = torch.tensor([0.0, 1.0, 0.5, 0.2, 0.0], dtype=torch.float64)
@@ -206,7 +233,7 @@ def test_straight_through_categorical_is_measurably_biased():
     exact, p = leaf.grad, torch.softmax(LOGITS, -1)
     torch.testing.assert_close(exact, p * (-2 * t - p @ (-2 * t)), rtol=1e-12, atol=1e-15)
     logits = LOGITS.repeat(20_000, 1).requires_grad_()  # (N, K): per-sample gradients
-    ((straight_through_categorical(logits, 1)[0] - t) ** 2).sum().backward()
+    ((OneHotCategoricalStraightThrough(logits=logits).rsample() - t) ** 2).sum().backward()
     v = 2 * (p - t)
     check_mc("straight-through categorical mean", logits.grad, p * (v - p @ v))
     grad = summarize(logits.grad)
@@ -218,8 +245,6 @@ def test_straight_through_categorical_is_measurably_biased():
 CALLS = {  # name -> call with (logits, num_samples, temperature)
     "gumbel_max": lambda l, n=3, t=1.0: gumbel_max_sample(l, n),
     "gumbel_softmax": lambda l, n=3, t=1.0: gumbel_softmax_sample(l, t, n),
-    "st_categorical": lambda l, n=3, t=1.0: straight_through_categorical(l, n),
-    "relaxed_bernoulli": lambda l, n=3, t=1.0: relaxed_bernoulli_sample(l, t, n),
     "st_bernoulli": lambda l, n=3, t=1.0: straight_through_bernoulli(l, n),
 }
 BAD_LOGITS = [
@@ -239,7 +264,7 @@ BAD_TEMPERATURE = [
 
 @pytest.mark.parametrize("name", CALLS)
 def test_logits_and_num_samples_are_checked(name):
-    call, categorical = CALLS[name], name in ("gumbel_max", "gumbel_softmax", "st_categorical")
+    call, categorical = CALLS[name], name in ("gumbel_max", "gumbel_softmax")
     for logits, error, match in BAD_LOGITS:
         with pytest.raises(error, match=match):
             call(logits)
@@ -253,11 +278,10 @@ def test_logits_and_num_samples_are_checked(name):
         call(torch.zeros(3), 2.0)
 
 
-@pytest.mark.parametrize("name", ["gumbel_softmax", "relaxed_bernoulli"])
 @pytest.mark.parametrize("temperature, error, match", BAD_TEMPERATURE)
-def test_temperature_must_be_a_positive_finite_scalar(name, temperature, error, match):
+def test_temperature_must_be_a_positive_finite_scalar(temperature, error, match):
     with pytest.raises(error, match=match):
-        CALLS[name](torch.zeros(3), 4, temperature)
+        gumbel_softmax_sample(torch.zeros(3), temperature, 4)
 
 
 def test_noise_hard_shape_and_generator_are_checked():
@@ -271,5 +295,77 @@ def test_noise_hard_shape_and_generator_are_checked():
         gumbel_softmax_sample(torch.zeros(3), 1.0, 2, hard="yes")
     with pytest.raises(TypeError, match="shape must be a sequence of integers, got float"):
         gumbel_noise(2.5)
-    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+    with pytest.raises(TypeError, match=r"generator must be a torch\.Generator or None, got int"):
         gumbel_noise((2,), 0)
+
+
+# ---------------------------------------------------------------- adversarial input
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_bad_input_leaves_the_logits_untouched(name):
+    logits = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    before = logits.detach().clone()
+    for n in (0, 2.0, True, "3", 10**12):
+        with pytest.raises((TypeError, ValueError), match="num_samples"):
+            CALLS[name](logits, n)
+    assert torch.equal(logits.detach(), before) and logits.grad is None
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_impossible_num_samples_is_refused_before_allocating(name):
+    with pytest.raises(ValueError, match=r"num_samples=1000000000000 would need about .* GiB"):
+        CALLS[name](torch.zeros(3), 10**12)
+
+
+@pytest.mark.parametrize("hard", ["no", "False", 0, 1, None])
+def test_hard_must_be_a_bool(hard):
+    with pytest.raises(TypeError, match="hard must be True or False"):
+        gumbel_softmax_sample(torch.zeros(3), 1.0, 2, hard=hard)
+
+
+def test_a_temperature_too_small_for_the_dtype_is_refused_not_nan():
+    # 1e-50 is 0 in float32; 1e-40 is a float32 subnormal, and (logits + G) / 1e-40 overflows.
+    with pytest.raises(ValueError, match=r"temperature must be positive and finite in the "
+                                         r"logits' dtype torch.float32, got 1e-50"):
+        gumbel_softmax_sample(torch.zeros(3), 1e-50, 2)
+    seed_everything(15)
+    state = torch.random.get_rng_state()
+    with pytest.raises(ValueError, match=r"temperature=.* is too small for torch\.float32 logits"):
+        gumbel_softmax_sample(torch.tensor([0.0, 1.0, 2.0]), 1e-40, 50)
+    assert torch.equal(torch.random.get_rng_state(), state)  # refused before drawing
+    # just above the threshold: finite samples (scores up to about 16 / 1e-37 = 1.6e38)
+    assert torch.isfinite(gumbel_softmax_sample(torch.tensor([0.0, 1.0, 2.0]), 1e-37, 1000)).all()
+    # float64 has room: the same temperature gives one-hot samples, not NaN.
+    y = gumbel_softmax_sample(torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64), 1e-40, 50)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(shape=(-1, 2)), ValueError, r"shape must hold sizes >= 0, got \(-1, 2\)"),
+    (dict(shape=(True, 2)), TypeError, "shape must be a sequence of integers"),
+    (dict(shape=(2.0,)), TypeError, "shape must be a sequence of integers"),
+    (dict(shape="23"), TypeError, "shape must be a sequence of integers, got str"),
+    (dict(shape=3), TypeError, "shape must be a sequence of integers, got int"),
+    (dict(shape=(10**7, 10**7)), ValueError, r"shape=\(10000000, 10000000\) would need about"),
+    (dict(shape=(2,), dtype=torch.int64), TypeError, "dtype must be a floating torch.dtype"),
+    (dict(shape=(2,), dtype="float32"), TypeError, "dtype must be a floating torch.dtype"),
+    (dict(shape=(2,), device="nowhere"), ValueError, "device must name a torch device"),
+    (dict(shape=(2,), device=0.5), TypeError, "device must be a torch.device"),
+    (dict(shape=(2,), device="meta", generator=torch.Generator()), ValueError,
+     "generator must be on the output's device"),
+])
+def test_gumbel_noise_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        gumbel_noise(**kwargs)
+
+
+def test_gumbel_noise_accepts_any_sequence_of_integers():
+    assert gumbel_noise([2, 3]).shape == (2, 3)
+    assert gumbel_noise(torch.Size([0, 3])).shape == (0, 3)
+    assert gumbel_noise((np.int64(2),), dtype=torch.float64).dtype == torch.float64
+
+
+def test_noise_on_another_device_is_refused():
+    with pytest.raises(ValueError, match="noise must be on the logits' device"):
+        gumbel_max_sample(torch.zeros(3), 2, noise=torch.zeros(2, 3, device="meta"))

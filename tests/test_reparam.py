@@ -145,7 +145,7 @@ def test_location_scale_means_derivatives_affine_in_the_draw(build, affine):
 def test_reparameterization_kind_needs_a_graph():
     with pytest.raises(ValueError, match="require grad"):
         reparameterization_kind(D.Normal(torch.tensor(0.0, dtype=DT), torch.tensor(1.0, dtype=DT)))
-    with pytest.raises(TypeError, match="torch.distributions.Distribution"):
+    with pytest.raises(TypeError, match=r"torch\.distributions\.Distribution"):
         reparameterization_kind("Normal")
 
 
@@ -174,3 +174,86 @@ def test_format_rsample_table():
     assert lines[2].split()[:3] == ["Normal", "yes", "location-scale"]
     with pytest.raises(TypeError, match="RsampleInfo"):
         format_rsample_table([("Normal", True)])
+
+
+# ---------------------------------------------------------------- adversarial input
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("name", ["mu", "log_var", "eps"])
+def test_reparameterize_refuses_nan_and_inf_in_every_argument(name, bad):
+    args = {"mu": _leaf(0.0, 1.0, 2.0), "log_var": _leaf(0.0, 0.5, -1.0),
+            "eps": torch.tensor([0.3, -0.2, 1.0], dtype=DT)}
+    args[name] = args[name].detach().clone()
+    args[name][1] = bad
+    before = {k: v.detach().clone() for k, v in args.items()}
+    with pytest.raises(ValueError, match=rf"{name} must be finite, got 1 non-finite value"):
+        reparameterize(args["mu"], args["log_var"], eps=args["eps"])
+    for key, value in args.items():  # the caller's tensors are as they were
+        assert torch.equal(value.detach(), before[key]) or key == name
+        assert value.grad is None
+
+
+def test_reparameterize_refuses_a_log_var_whose_std_overflows():
+    with pytest.raises(ValueError, match="log_var must be small enough that exp"):
+        reparameterize(torch.zeros(2, dtype=DT), torch.tensor([0.0, 2000.0], dtype=DT))
+    with pytest.raises(ValueError, match=r"log_var must be small enough .* torch\.float32"):
+        reparameterize(torch.zeros(1), torch.tensor([200.0]))
+
+
+def test_reparameterize_refuses_other_devices_and_types():
+    x = torch.zeros(3, dtype=DT)
+    with pytest.raises(ValueError, match="eps must be on the device of mu"):
+        reparameterize(x, x, eps=torch.zeros(3, dtype=DT, device="meta"))
+    with pytest.raises(ValueError, match="log_var must be on the device of mu"):
+        reparameterize(x, torch.zeros(3, dtype=DT, device="meta"))
+    with pytest.raises(TypeError, match="eps must be a floating-point tensor, got list"):
+        reparameterize(x, x, eps=[0.0, 0.0, 0.0])
+    with pytest.raises(TypeError, match="mu must be a floating-point tensor"):
+        reparameterize(torch.zeros(3, dtype=torch.complex64), x)
+
+
+def test_format_rsample_table_reads_any_iterable_once():
+    rows = [RsampleInfo("Normal", True, "location-scale", "affine in the noise"),
+            RsampleInfo("Poisson", False, "none", "discrete support"),
+            RsampleInfo("Future", None, "not instantiated", "no example parameters")]
+    text = format_rsample_table(rows)
+    assert format_rsample_table(row for row in rows) == text  # a generator: every row
+    assert format_rsample_table(tuple(rows)) == text
+    assert text.splitlines()[4].split()[:2] == ["Future", "?"]
+    empty = format_rsample_table([]).splitlines()  # an empty table: header and rule only
+    assert len(empty) == 2 and empty[0].startswith("distribution") and set(empty[1]) == {"-"}
+
+
+@pytest.mark.parametrize("rows, match", [
+    ("Normal", "rows must be an iterable of RsampleInfo, .* got str"),
+    (RsampleInfo("Normal", True, "location-scale", "affine"), "rows must be an iterable"),
+    (3, "rows must be an iterable of RsampleInfo, .* got int"),
+    (None, "rows must be an iterable of RsampleInfo, .* got NoneType"),
+    (torch.zeros(0), "rows must be an iterable of RsampleInfo, .* got a tensor"),
+    ([RsampleInfo("Normal", True, "location-scale", "affine"), "Gamma"],
+     r"rows\[1\] is str 'Gamma'"),
+])
+def test_format_rsample_table_bad_rows(rows, match):
+    with pytest.raises(TypeError, match=match):
+        format_rsample_table(rows)
+
+
+@pytest.mark.parametrize("fields, error, match", [
+    (("Normal", 1, "location-scale", "d"), TypeError, "has_rsample must be True, False or None"),
+    (("Normal", "yes", "location-scale", "d"), TypeError, "has_rsample must be True"),
+    ((3, True, "location-scale", "d"), TypeError, "name must be a string, got int"),
+    (("Normal", True, "location-scale", None), TypeError, "detail must be a string"),
+    (("Normal", True, "affine", "d"), ValueError, "kind must be one of"),
+])
+def test_rsample_info_checks_its_fields(fields, error, match):
+    with pytest.raises(error, match=match):
+        RsampleInfo(*fields)
+
+
+def test_reparameterization_kind_of_a_distribution_without_a_support():
+    class Bare(D.Distribution):  # support is not defined: torch raises NotImplementedError
+        pass
+
+    assert reparameterization_kind(Bare(validate_args=False)) == (
+        "none", "support not defined, no rsample")

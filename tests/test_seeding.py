@@ -30,3 +30,20 @@ def test_different_seeds_differ():
 def test_bad_seed(seed, error):
     with pytest.raises(error, match="seed must be an integer"):
         seed_everything(seed)
+
+
+@pytest.mark.parametrize("seed", [None, torch.tensor(3), 3.0, "3", False, -5, 2**64])
+def test_a_bad_seed_leaves_every_generator_as_it_was(seed):
+    torch_state, numpy_state, python_state = (torch.random.get_rng_state(),
+                                              np.random.get_state(), random.getstate())
+    with pytest.raises((TypeError, ValueError), match="seed must be an integer"):
+        seed_everything(seed)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert random.getstate() == python_state
+    assert np.array_equal(np.random.get_state()[1], numpy_state[1])
+
+
+def test_numpy_integers_and_the_largest_seed_are_accepted():
+    g = seed_everything(np.int64(7))
+    assert isinstance(g, torch.Generator) and g.initial_seed() == 7
+    assert seed_everything(2**32 - 1).initial_seed() == 2**32 - 1
