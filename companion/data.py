@@ -1,9 +1,15 @@
-"""The data sets of the VAE chapter: scikit-learn's embedded digits, and MNIST on request.
+"""The data of the VAE chapter: the embedded digits, MNIST on request, and binarization.
 
 :func:`load_digits` is the book's default: the 1,797 8x8 digits that ship inside
 scikit-learn, so Chapter 5 runs offline and in seconds. :func:`load_mnist` reads the classic
 MNIST IDX files, downloading them only when asked and checking every file against a table of
 digests. Both return a :class:`Dataset` with images flattened to rows in [0, 1].
+
+The digits have grey levels in [0, 1], while the VAE's decoder is a product of Bernoulli
+pixels, a probability mass function on *binary* images; :func:`binarize` turns grey levels
+into binary images with P(pixel = 1) = grey level. Training draws a fresh binarization every
+time a batch is used (dynamic binarization, the protocol of Burda et al. 2016); evaluation
+uses one fixed binarization (``binarize(x, seed=...)``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ._validation import check_positive_int, describe
+from ._validation import as_tensor, check_bool, check_finite, check_positive_int, describe
 
 DIGITS_SPLIT_SEED = 0  # seeds the torch.Generator whose permutation splits the digits
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # or load_mnist(mirror=...)
@@ -30,18 +36,28 @@ MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # or load_mnist
 MNIST_CHECKSUMS = {
     # filename: (hashlib algorithm, hex digest): the published SHA-256 sums of the gzip'd files,
     # the same on every mirror. Any hashlib algorithm can stand in a custom table.
-    "train-images-idx3-ubyte.gz":
-        ("sha256", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    "train-labels-idx1-ubyte.gz":
-        ("sha256", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    "t10k-images-idx3-ubyte.gz":
-        ("sha256", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    "t10k-labels-idx1-ubyte.gz":
-        ("sha256", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    "train-images-idx3-ubyte.gz": (
+        "sha256",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "sha256",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "sha256",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "sha256",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ),
 }
 
-_MNIST_SPLITS = (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),  # (images,
-                 ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))  # labels) files
+_MNIST_SPLITS = (
+    ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),  # (images,
+    ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+)  # labels) files
 _IDX_UBYTE = 0x08  # IDX dtype code of unsigned bytes, the only one MNIST uses
 
 
@@ -66,8 +82,48 @@ class Dataset:
     description: str
 
     def __repr__(self) -> str:
-        return (f"Dataset(train_x={tuple(self.train_x.shape)}, test_x={tuple(self.test_x.shape)}, "
-                f"image_shape={self.image_shape}, dtype={self.train_x.dtype})")
+        return (
+            f"Dataset(train_x={tuple(self.train_x.shape)}, test_x={tuple(self.test_x.shape)}, "
+            f"image_shape={self.image_shape}, dtype={self.train_x.dtype})"
+        )
+
+
+def binarize(x, seed: int | None = None) -> torch.Tensor:
+    """Binary images with P(pixel = 1) = grey level: x_bin = 1[u < x], u ~ U(0, 1).
+
+    Dynamic binarization (Burda et al. 2016) calls this afresh on every minibatch; a
+    fixed ``seed`` gives the one binarization a test set is scored on. A binary input comes
+    back unchanged, so already-binary data gives a fixed binarization. Chapter 5 uses it.
+
+    Args:
+        x: finite grey levels in [0, 1], any shape.
+        seed: None draws u from the global torch generator (dynamic binarization, fresh every
+            call); an integer in [0, 2**64) draws u from a private CPU generator seeded with
+            it, so the result is the same on every call and every device (a fixed
+            binarization). Library code never seeds the global generator.
+
+    Returns:
+        A tensor of zeros and ones with the shape, dtype and device of ``x`` (integer and
+        boolean input becomes the default floating dtype); binary input comes back unchanged.
+
+    Example:
+        >>> binarize(torch.tensor([0.0, 1.0, 1.0]))
+        tensor([0., 1., 1.])
+    """
+    x = check_finite("x", as_tensor("x", x))
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"x must hold grey levels in [0, 1], got values in "
+            f"[{x.min().item():.4g}, {x.max().item():.4g}]"
+        )
+    if seed is None:
+        u = torch.rand(x.shape, dtype=x.dtype, device=x.device)
+    else:
+        seed = check_positive_int("seed", seed, minimum=0)
+        if seed >= 2**64:
+            raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
+        u = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+    return (u.to(x.device) < x).to(x.dtype)
 
 
 def _check_dtype_device(dtype, device) -> torch.device:
@@ -81,8 +137,9 @@ def _check_dtype_device(dtype, device) -> torch.device:
         raise ValueError(f"device must name a torch device such as 'cpu', got {device!r}") from err
 
 
-def load_digits(test_size: int = 300, *, dtype: torch.dtype = torch.float32,
-                device=None) -> Dataset:
+def load_digits(
+    test_size: int = 300, *, dtype: torch.dtype = torch.float32, device=None
+) -> Dataset:
     """scikit-learn's 1,797 8x8 handwritten digits, split into train and test; Chapter 5's data.
 
     Pixels are integers 0..16 in the original, divided by 16 here. The split is fixed: a
@@ -119,10 +176,16 @@ def load_digits(test_size: int = 300, *, dtype: torch.dtype = torch.float32,
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
     test, train = perm[:test_size].sort().values, perm[test_size:].sort().values
     x, y = x.to(dtype=dtype, device=device), y.to(device=device)
-    return Dataset(x[train], y[train], x[test], y[test], (8, 8),
-                   f"scikit-learn digits (UCI optical recognition of handwritten digits): "
-                   f"{n} 8x8 images, pixels 0..16 divided by 16; {n - test_size} train / "
-                   f"{test_size} test, split by a permutation seeded with {DIGITS_SPLIT_SEED}")
+    return Dataset(
+        x[train],
+        y[train],
+        x[test],
+        y[test],
+        (8, 8),
+        f"scikit-learn digits (UCI optical recognition of handwritten digits): "
+        f"{n} 8x8 images, pixels 0..16 divided by 16; {n - test_size} train / "
+        f"{test_size} test, split by a permutation seeded with {DIGITS_SPLIT_SEED}",
+    )
 
 
 def _digest(path: Path, algorithm: str) -> str:
@@ -147,8 +210,10 @@ def _download(url: str, path: Path, algorithm: str, expected: str) -> None:
             except OSError as err:  # URLError, HTTPError, timeouts, dropped connections
                 raise OSError(f"could not download {url} to {path}: {err}") from err
         if h.hexdigest() != expected.lower():
-            raise ValueError(f"checksum mismatch for {path.name} downloaded from {url}: expected "
-                             f"{algorithm} {expected}, got {h.hexdigest()}; nothing was saved")
+            raise ValueError(
+                f"checksum mismatch for {path.name} downloaded from {url}: expected "
+                f"{algorithm} {expected}, got {h.hexdigest()}; nothing was saved"
+            )
         os.chmod(tmp, 0o644)  # mkstemp makes files private; data files are not secrets
         os.replace(tmp, path)
     except BaseException:  # also KeyboardInterrupt: never leave a partial file behind
@@ -171,8 +236,10 @@ def _read_idx(path: Path, ndim: int) -> torch.Tensor:
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(f"{path}: not a readable gzip file ({err})") from err
     if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise ValueError(f"{path}: not an IDX file, magic number {raw[:4].hex() or 'missing'} "
-                         f"(expected 0x{_IDX_UBYTE << 8 | ndim:08x})")
+        raise ValueError(
+            f"{path}: not an IDX file, magic number {raw[:4].hex() or 'missing'} "
+            f"(expected 0x{_IDX_UBYTE << 8 | ndim:08x})"
+        )
     if raw[2] != _IDX_UBYTE:
         raise ValueError(f"{path}: IDX dtype code 0x{raw[2]:02x}, expected 0x08 (unsigned byte)")
     if raw[3] != ndim:
@@ -184,22 +251,30 @@ def _read_idx(path: Path, ndim: int) -> torch.Tensor:
     expected = math.prod(sizes)
     if len(raw) - header != expected:
         problem = "truncated" if len(raw) - header < expected else "trailing bytes"
-        raise ValueError(f"{path}: {problem}, dimensions {sizes} need {expected} data bytes, "
-                         f"found {len(raw) - header}")
+        raise ValueError(
+            f"{path}: {problem}, dimensions {sizes} need {expected} data bytes, "
+            f"found {len(raw) - header}"
+        )
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(sizes)
 
 
 def _check_checksums(checksums) -> dict:
     if not isinstance(checksums, Mapping):
-        raise TypeError(f"checksums must map file name to (algorithm, hex digest), "
-                        f"got {describe(checksums)}")
+        raise TypeError(
+            f"checksums must map file name to (algorithm, hex digest), got {describe(checksums)}"
+        )
     for name in (n for pair in _MNIST_SPLITS for n in pair):
         entry = checksums.get(name)
         valid = isinstance(entry, tuple) and len(entry) == 2
-        if not (valid and all(isinstance(e, str) for e in entry)
-                and entry[0] in hashlib.algorithms_available):
-            raise ValueError(f"checksums[{name!r}] must be (algorithm, hex digest) with an "
-                             f"algorithm hashlib knows, e.g. ('sha256', '...'), got {entry!r}")
+        if not (
+            valid
+            and all(isinstance(e, str) for e in entry)
+            and entry[0] in hashlib.algorithms_available
+        ):
+            raise ValueError(
+                f"checksums[{name!r}] must be (algorithm, hex digest) with an "
+                f"algorithm hashlib knows, e.g. ('sha256', '...'), got {entry!r}"
+            )
     return checksums
 
 
@@ -208,19 +283,29 @@ def _ensure_file(path: Path, download: bool, mirror: str, checksum, verify: bool
     algorithm, expected = checksum
     if not path.is_file():
         if not download:
-            raise FileNotFoundError(f"MNIST file {path} not found; pass download=True "
-                                    f"to fetch it from {mirror}")
+            raise FileNotFoundError(
+                f"MNIST file {path} not found; pass download=True to fetch it from {mirror}"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         _download(mirror.rstrip("/") + "/" + path.name, path, algorithm, expected)
     elif verify and (actual := _digest(path, algorithm)) != expected.lower():
-        raise ValueError(f"checksum mismatch for {path}: expected {algorithm} {expected}, "
-                         f"got {actual}; delete the file and pass download=True")
+        raise ValueError(
+            f"checksum mismatch for {path}: expected {algorithm} {expected}, "
+            f"got {actual}; delete the file and pass download=True"
+        )
     return path
 
 
-def load_mnist(root, download: bool = False, *, mirror: str = MNIST_MIRROR,
-               checksums: Mapping = MNIST_CHECKSUMS, verify: bool = True,
-               dtype: torch.dtype = torch.float32, device=None) -> Dataset:
+def load_mnist(
+    root,
+    download: bool = False,
+    *,
+    mirror: str = MNIST_MIRROR,
+    checksums: Mapping = MNIST_CHECKSUMS,
+    verify: bool = True,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> Dataset:
     """MNIST's 60,000 train and 10,000 test 28x28 digits, read from the IDX files under ``root``.
 
     The four gzip'd files (the keys of :data:`MNIST_CHECKSUMS`) are read from ``root``. A
@@ -232,10 +317,10 @@ def load_mnist(root, download: bool = False, *, mirror: str = MNIST_MIRROR,
 
     Args:
         root: directory holding (or to receive) the files.
-        download: fetch missing files from ``mirror``.
+        download: fetch missing files from ``mirror`` (exactly True or False).
         mirror: base URL; file names are appended to it.
         checksums: file name -> (hashlib algorithm, hex digest), for all four files.
-        verify: check files already on disk against ``checksums``.
+        verify: check files already on disk against ``checksums`` (exactly True or False).
         dtype, device: floating dtype and device of the images.
 
     Returns:
@@ -243,6 +328,7 @@ def load_mnist(root, download: bool = False, *, mirror: str = MNIST_MIRROR,
         ``(10000, 784)``, int64 labels and ``image_shape == (28, 28)``.
 
     Raises:
+        TypeError: an argument of the wrong type, e.g. ``download="no"``.
         FileNotFoundError: a file is missing and ``download`` is false.
         ValueError: a file fails its checksum or is not a valid IDX file; the message names it.
     """
@@ -250,22 +336,32 @@ def load_mnist(root, download: bool = False, *, mirror: str = MNIST_MIRROR,
         raise TypeError(f"root must be a path, got {describe(root)}")
     if not isinstance(mirror, str):
         raise TypeError(f"mirror must be a URL string, got {describe(mirror)}")
+    download, verify = check_bool("download", download), check_bool("verify", verify)
     checksums = _check_checksums(checksums)
     device = _check_dtype_device(dtype, device)
     root, splits = Path(root), []
     for images_name, labels_name in _MNIST_SPLITS:
-        paths = [_ensure_file(root / name, download, mirror, checksums[name], verify)
-                 for name in (images_name, labels_name)]
+        paths = [
+            _ensure_file(root / name, download, mirror, checksums[name], verify)
+            for name in (images_name, labels_name)
+        ]
         images, labels = _read_idx(paths[0], 3), _read_idx(paths[1], 1)
         if images.shape[1:] != (28, 28):
-            raise ValueError(f"{paths[0]}: images of shape {tuple(images.shape[1:])}, "
-                             f"expected (28, 28)")
+            raise ValueError(
+                f"{paths[0]}: images of shape {tuple(images.shape[1:])}, expected (28, 28)"
+            )
         if images.shape[0] != labels.shape[0]:
-            raise ValueError(f"{paths[0]} holds {images.shape[0]} images but "
-                             f"{paths[1]} holds {labels.shape[0]} labels")
+            raise ValueError(
+                f"{paths[0]} holds {images.shape[0]} images but "
+                f"{paths[1]} holds {labels.shape[0]} labels"
+            )
         if labels.numel() and labels.max() > 9:
             raise ValueError(f"{paths[1]}: labels must be in 0..9, found {int(labels.max())}")
         x = images.reshape(-1, 784).to(dtype=dtype, device=device) / 255  # (n, 784) in [0, 1]
         splits += [x, labels.to(dtype=torch.int64, device=device)]
-    return Dataset(*splits, (28, 28), f"MNIST from {root}: {len(splits[1])} train / "
-                   f"{len(splits[3])} test 28x28 images, pixels 0..255 divided by 255")
+    return Dataset(
+        *splits,
+        (28, 28),
+        f"MNIST from {root}: {len(splits[1])} train / "
+        f"{len(splits[3])} test 28x28 images, pixels 0..255 divided by 255",
+    )

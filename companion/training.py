@@ -4,47 +4,73 @@
 log w = log p(x, z) - log q(z | x) and whose *gradient* is the chosen estimator (the
 surrogate trick of :mod:`companion.surrogates`). :func:`train` runs Adam on it with dynamic
 binarization, atomic checkpoints and resumption; :func:`gradient_draws` returns independent
-gradient draws at fixed parameters, to measure an estimator's variance (Chapter 5).
+gradient draws at fixed parameters, as an :class:`companion.montecarlo.Estimate`, to measure
+an estimator's variance (Chapter 5).
+
+Dependencies run one way: this module builds on :mod:`companion.vae` and
+:mod:`companion.data`, which never import it. :func:`train` checks every argument, the
+checkpoint path, the device and a resumed checkpoint's compatibility before it touches the
+model, so that bad input raises and leaves the caller's model exactly as it was.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import numbers
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ._validation import as_tensor, check_positive_int, describe
+from ._validation import check_allocation, check_bool, check_positive_int, describe
+from .data import binarize
+from .montecarlo import Estimate
 from .surrogates import score_function_surrogate, surrogate_objective
+from .vae import VAE
 
 ESTIMATORS = ("pathwise", "score_function", "stl")
 BASELINES = (None, "loo")
 TEST_BINARIZATION_SEED = 0
 """Seed of the private generator that binarizes ``test_x`` once, identically in every run."""
+CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "options")
+"""The entries of a checkpoint written by :func:`train`."""
 
 
-def _check_options(estimator, baseline, num_samples) -> int:
+def _check_model(model) -> VAE:
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a companion.vae.VAE, got {describe(model)}")
+    return model
+
+
+def _check_options(estimator, baseline, num_particles) -> int:
+    if not isinstance(estimator, str):
+        raise TypeError(f"estimator must be one of {ESTIMATORS}, got {describe(estimator)}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if not (baseline is None or (isinstance(baseline, str) and baseline == "loo")):
         raise ValueError(f"baseline must be one of {BASELINES}, got {describe(baseline)}")
-    num_samples = check_positive_int("num_samples", num_samples)
+    num_particles = check_positive_int("num_particles", num_particles)
     if baseline is not None and estimator != "score_function":
-        raise ValueError(f"baseline={baseline!r} applies to estimator='score_function' only, "
-                         f"got estimator={estimator!r}")
-    if baseline == "loo" and num_samples < 2:
-        raise ValueError(f"baseline='loo' needs num_samples >= 2 (each draw's baseline is the "
-                         f"mean of the other draws of the same image), got {num_samples}")
-    return num_samples
+        raise ValueError(
+            f"baseline={baseline!r} applies to estimator='score_function' only, "
+            f"got estimator={estimator!r}"
+        )
+    if baseline == "loo" and num_particles < 2:
+        raise ValueError(
+            f"baseline='loo' needs num_particles >= 2 (each draw's baseline is "
+            f"the mean of the other draws of the same image), got {num_particles}"
+        )
+    return num_particles
 
 
-def elbo_surrogate(model, x, *, estimator: str = "pathwise", baseline=None,
-                   num_samples: int = 1) -> torch.Tensor:
+def elbo_surrogate(
+    model, x, *, estimator: str = "pathwise", baseline=None, num_particles: int = 1
+) -> torch.Tensor:
     """Per-draw ELBO samples, shape ``(S, batch)``, whose gradient is the chosen estimator.
 
     The value is always log w_s = log p(x | z_s) + log p(z_s) - log q(z_s | x); average it
@@ -68,14 +94,20 @@ def elbo_surrogate(model, x, *, estimator: str = "pathwise", baseline=None,
         model: a :class:`companion.vae.VAE`.
         x: binary images, shape ``(batch, data_dim)``.
         estimator: one of :data:`ESTIMATORS`.
-        baseline: None or ``"loo"`` (score function only; needs ``num_samples >= 2``).
-        num_samples: S draws of z per image.
+        baseline: None or ``"loo"`` (score function only; needs ``num_particles >= 2``).
+        num_particles: S >= 1 draws of z per image.
+
+    Returns:
+        Shape ``(S, batch)``, with the graph to the model's parameters.
     """
-    num_samples = _check_options(estimator, baseline, num_samples)
+    model = _check_model(model)
+    num_particles = _check_options(estimator, baseline, num_particles)
+    x = model.check_images(x, binary=True)
+    num_particles = model.check_draws(num_particles, x.shape[0], name="num_particles")
     if estimator != "score_function":
-        return model.log_weights(x, num_samples, sticking_the_landing=estimator == "stl")
+        return model.log_weights(x, num_particles, sticking_the_landing=estimator == "stl")
     q = model.encode(x)
-    z = q.sample((num_samples,))  # (S, B, L): no path from z back to the encoder
+    z = q.sample((num_particles,))  # (S, B, L): no path from z back to the encoder
     log_q = q.log_prob(z)  # (S, B): graph to the encoder through loc and scale
     log_w = model.log_joint(x, z) - log_q  # (S, B): graph to the decoder and the encoder
     surrogate = score_function_surrogate(log_q, log_w, baseline) + log_w
@@ -103,6 +135,199 @@ class History:
         return len(self.train_elbo)
 
 
+# ---------------------------------------------------------------- checks of train's arguments
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr must be a number > 0, got {describe(lr)}")
+    if not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a number > 0, got {lr}")
+    return float(lr)
+
+
+def _check_checkpoint(checkpoint, resume: bool) -> Path | None:
+    """The checkpoint's path, once its directory exists and it is not itself a directory."""
+    if checkpoint is None:
+        if resume:
+            raise ValueError("resume=True needs checkpoint=<path> to resume from")
+        return None
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be None or a path, got {describe(checkpoint)}")
+    path = Path(os.fsdecode(checkpoint))
+    if path.is_dir():
+        raise ValueError(
+            f"checkpoint must be the path of a file, got {str(path)!r}, which is "
+            f"a directory; pass e.g. {str(path / 'vae.pt')!r}"
+        )
+    if path.exists() and not path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} exists and is not a regular file")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(
+            f"checkpoint {str(path)!r} is in {str(parent)!r}, which is not an "
+            f"existing directory; create it first"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"checkpoint {str(path)!r} is in {str(parent)!r}, where this process cannot write"
+        )
+    return path
+
+
+def _check_device(device, model: VAE) -> torch.device:
+    """The device to train on: ``device``, once it is known to work, else the model's own."""
+    if any(t.is_meta for t in model.state_dict().values()):
+        raise ValueError("model's tensors are on the meta device: they hold no values to train")
+    if device is None:
+        return model.prior_loc.device
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be None, a string or a torch.device, got {describe(device)}")
+    try:
+        target = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(
+            f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}"
+        ) from err
+    if target.type == "meta":
+        raise ValueError(
+            f"device={device!r} holds shapes but no values: moving the model there "
+            f"would discard its weights; use e.g. 'cpu' or 'cuda'"
+        )
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use 'cpu'")
+    try:
+        torch.zeros(1, device=target)  # the device exists and can be used
+    except Exception as err:  # RuntimeError, or AssertionError when torch lacks the backend
+        raise ValueError(f"device={device!r} cannot be used here: {err}") from err
+    return target
+
+
+def _check_data(model: VAE, x, name: str, device: torch.device) -> torch.Tensor:
+    x = model.check_images(x, binary=False, name=name)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one image, got shape {tuple(x.shape)}")
+    return x.to(device)
+
+
+def _check_state_dict(path: Path, saved, model: VAE) -> None:
+    """Every key, shape and dtype of ``saved`` matches ``model.state_dict()``, or raise."""
+    own = model.state_dict()
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"checkpoint {str(path)!r}: its model entry is {describe(saved)}, not a state dict"
+        )
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds another architecture: keys missing "
+            f"{missing}, unexpected {unexpected}"
+        )
+    for key, tensor in own.items():
+        other = saved[key]
+        if not isinstance(other, torch.Tensor) or other.shape != tensor.shape:
+            raise ValueError(
+                f"checkpoint {str(path)!r} holds another architecture: {key} has "
+                f"{describe(other)}, the model's has shape {tuple(tensor.shape)}"
+            )
+        if other.dtype != tensor.dtype:
+            raise ValueError(
+                f"checkpoint {str(path)!r}: {key} has dtype {other.dtype}, the "
+                f"model's {tensor.dtype}; convert the model first (e.g. .double())"
+            )
+
+
+def _check_history(path: Path, state: dict, epochs: int, has_test: bool) -> History:
+    """The saved history, once it agrees with the saved epoch, ``epochs`` and ``test_x``."""
+    epoch = state["epoch"]
+    try:
+        history = History(**state["history"])
+    except TypeError as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r}: its history has the fields "
+            f"{describe(state['history'])}, expected "
+            f"{[f.name for f in fields(History)]}"
+        ) from err
+    if not all(isinstance(getattr(history, f.name), list) for f in fields(History)):
+        raise ValueError(
+            f"checkpoint {str(path)!r}: its history is {describe(history)}, "
+            f"expected lists of numbers"
+        )
+    if (
+        isinstance(epoch, bool)
+        or not isinstance(epoch, int)
+        or not len(history.train_elbo) == len(history.seconds) == epoch
+    ):
+        raise ValueError(
+            f"checkpoint {str(path)!r}: epoch {epoch!r} does not match its "
+            f"history of {len(history.train_elbo)} epochs"
+        )
+    if epoch > epochs:
+        raise ValueError(
+            f"epochs={epochs}, but checkpoint {str(path)!r} has already trained "
+            f"{epoch} epochs; pass epochs >= {epoch}"
+        )
+    if len(history.test_elbo) != (epoch if has_test else 0):
+        raise ValueError(
+            f"checkpoint {str(path)!r} was written "
+            f"{'without' if has_test else 'with'} test_x; resume "
+            f"{'without' if has_test else 'with the same'} test_x"
+        )
+    return history
+
+
+def _read_checkpoint(
+    path: Path, model: VAE, device, options: dict, epochs: int, has_test: bool
+) -> dict:
+    """Load and verify a checkpoint into a copy of ``model``; ``model`` itself is untouched.
+
+    Returns {"model": state dict, "optimizer": state dict, "epoch": int, "history": History},
+    all known to load into ``model`` and an Adam optimizer over its parameters.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # UnpicklingError, EOFError, RuntimeError, ...
+        raise ValueError(
+            f"checkpoint {str(path)!r} could not be read ({type(err).__name__}: {err})"
+        ) from err
+    if not isinstance(state, dict) or set(state) != set(CHECKPOINT_KEYS):
+        keys = sorted(map(repr, state)) if isinstance(state, dict) else describe(state)
+        raise ValueError(
+            f"checkpoint {str(path)!r} was not written by train: expected the "
+            f"keys {sorted(CHECKPOINT_KEYS)}, got {keys}"
+        )
+    if state["options"] != options:
+        raise ValueError(
+            f"checkpoint {str(path)!r} was written with {state['options']}, but "
+            f"resume was called with {options}"
+        )
+    _check_state_dict(path, state["model"], model)
+    history = _check_history(path, state, epochs, has_test)
+    candidate = copy.deepcopy(model).to(device)  # load into a copy, then swap
+    optimizer = torch.optim.Adam(candidate.parameters())
+    try:
+        candidate.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not fit the model and its Adam optimizer: {err}"
+        ) from err
+    for i, p in enumerate(candidate.parameters()):
+        for key, moment in optimizer.state.get(p, {}).items():
+            if key in ("exp_avg", "exp_avg_sq") and getattr(moment, "shape", None) != p.shape:
+                raise ValueError(
+                    f"checkpoint {str(path)!r}: the optimizer's {key} of "
+                    f"parameter {i} is {describe(moment)}, the "
+                    f"parameter {tuple(p.shape)}"
+                )
+    return {
+        "model": candidate.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": history.epochs,
+        "history": history,
+    }
+
+
 def _save(path: Path, state: dict) -> None:
     """torch.save to a temporary file in the same directory, then rename (atomic)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -116,88 +341,113 @@ def _save(path: Path, state: dict) -> None:
         raise
 
 
-def _check_train_args(model, epochs, batch_size, lr, checkpoint, resume):
-    from .vae import VAE  # here, not at import time: vae.py re-exports this module
-
-    if not isinstance(model, VAE):
-        raise TypeError(f"model must be a companion.vae.VAE, got {describe(model)}")
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
-        raise ValueError(f"lr must be a number > 0, got {describe(lr)}")
-    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint must be None or a path, got {describe(checkpoint)}")
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=<path> to resume from")
-    return epochs, batch_size, None if checkpoint is None else Path(checkpoint)
-
-
-def train(model, train_x, test_x=None, *, epochs: int = 30, batch_size: int = 100,
-          lr: float = 1e-3, estimator: str = "pathwise", baseline=None, num_samples: int = 1,
-          progress: bool = True, checkpoint=None, resume: bool = False, device=None) -> History:
+def train(
+    model,
+    train_x,
+    test_x=None,
+    *,
+    epochs: int = 30,
+    batch_size: int = 100,
+    lr: float = 1e-3,
+    estimator: str = "pathwise",
+    baseline=None,
+    num_particles: int = 1,
+    progress: bool = True,
+    checkpoint=None,
+    resume: bool = False,
+    device=None,
+) -> History:
     """Maximize the ELBO with Adam and minibatches; return per-epoch learning curves.
 
     Each epoch shuffles ``train_x`` and binarizes every batch afresh (dynamic binarization,
-    see :mod:`companion.vae`); the gradient comes from :func:`elbo_surrogate`. ``test_x``
-    is binarized once with a private generator (:data:`TEST_BINARIZATION_SEED`), so every
-    run and every resumed run is scored on the same binary images. Randomness otherwise
-    comes from the global torch generator: this function never seeds.
+    :func:`companion.data.binarize`); the gradient comes from :func:`elbo_surrogate`.
+    ``test_x`` is binarized once with a private generator (:data:`TEST_BINARIZATION_SEED`),
+    so every run and every resumed run is scored on the same binary images. Randomness
+    otherwise comes from the global torch generator: this function never seeds.
 
-    Cost: every estimator evaluates the decoder ``num_samples`` times per image per step, so
-    runs with equal ``epochs``, ``batch_size`` and ``num_samples`` have equal budgets.
+    Cost: every estimator evaluates the decoder ``num_particles`` times per image per step,
+    so runs with equal ``epochs``, ``batch_size`` and ``num_particles`` have equal budgets.
+
+    Every argument is checked before the model is touched: the checkpoint's directory must
+    exist, ``device`` must be usable here, and a checkpoint to resume from is loaded into a
+    copy of the model and verified (options, every tensor's name, shape and dtype, the
+    optimizer's state) before it is swapped in. On any of these errors the caller's model
+    is left exactly as it was.
 
     Args:
-        model: a :class:`companion.vae.VAE`, trained in place.
-        train_x: grey levels (or binary images) in [0, 1], shape ``(n, data_dim)``.
+        model: a :class:`companion.vae.VAE`, trained in place (and moved to ``device``).
+        train_x: grey levels (or binary images) in [0, 1], shape ``(n, data_dim)``, n >= 1.
         test_x: optional held-out images, same format.
         epochs: total number of epochs (a resumed run continues up to it).
         batch_size, lr: minibatch size and Adam's learning rate.
         estimator: ``"pathwise"``, ``"score_function"`` or ``"stl"``.
-        baseline: None or ``"loo"`` (score function; needs ``num_samples >= 2``).
-        num_samples: draws of z per image per step.
-        progress: show a tqdm progress bar over epochs.
-        checkpoint: a path; after every epoch {model, optimizer, epoch, history, options}
-            is written there atomically (temporary file + ``os.replace``).
+        baseline: None or ``"loo"`` (score function; needs ``num_particles >= 2``).
+        num_particles: S, draws of z per image per step.
+        progress: show a tqdm progress bar over epochs (exactly True or False).
+        checkpoint: a file path in an existing directory; after every epoch {model,
+            optimizer, epoch, history, options} is written there atomically (temporary
+            file + ``os.replace``).
         resume: continue from ``checkpoint`` when it exists (loaded with
-            ``weights_only=True``); the options must match the saved ones.
+            ``weights_only=True``); its options (estimator, baseline, num_particles,
+            batch_size, lr) and architecture must match this call's.
         device: where to train (e.g. ``"cuda"``); default the model's current device.
 
     Returns:
         A :class:`History`; resumed runs return the saved history extended.
-    """
-    epochs, batch_size, path = _check_train_args(model, epochs, batch_size, lr, checkpoint,
-                                                 resume)
-    num_samples = _check_options(estimator, baseline, num_samples)
-    if device is not None:
-        model.to(device)
-    from .vae import binarize
 
-    param = model.prior_loc
-    train_x = model._check_x(as_tensor("train_x", train_x), binary=False)
+    Raises:
+        TypeError: an argument of the wrong type (a flag that is not a bool, a model that
+            is not a VAE, ...).
+        ValueError: a bad value, naming the argument: ``checkpoint`` (missing directory, a
+            directory, an incompatible or unreadable checkpoint), ``device`` (unknown,
+            ``"meta"``, CUDA when unavailable), ``train_x``/``test_x``, ...
+    """
+    model = _check_model(model)
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    lr = _check_lr(lr)
+    num_particles = _check_options(estimator, baseline, num_particles)
+    progress, resume = check_bool("progress", progress), check_bool("resume", resume)
+    path = _check_checkpoint(checkpoint, resume)
+    target = _check_device(device, model)
+    train_x = _check_data(model, train_x, "train_x", target)
     if test_x is not None:
-        test_x = binarize(model._check_x(as_tensor("test_x", test_x), binary=False),
-                          seed=TEST_BINARIZATION_SEED)
-    options = {"estimator": estimator, "baseline": baseline, "num_samples": num_samples}
+        test_x = binarize(_check_data(model, test_x, "test_x", target), seed=TEST_BINARIZATION_SEED)
+    n = train_x.shape[0]
+    model.check_draws(num_particles, min(batch_size, n), name="num_particles")
+    options = {
+        "estimator": estimator,
+        "baseline": baseline,
+        "num_particles": num_particles,
+        "batch_size": batch_size,
+        "lr": lr,
+    }
+    saved = None
+    if resume and path.exists():
+        saved = _read_checkpoint(path, model, target, options, epochs, test_x is not None)
+    # Every check passed: from here on the model is moved, loaded and trained in place.
+    model.to(target)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history, start = History(), 0
-    if resume and path.exists():
-        state = torch.load(path, map_location=param.device, weights_only=True)
-        if state["options"] != options:
-            raise ValueError(f"checkpoint {path} was written with {state['options']}, "
-                             f"but resume was called with {options}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start = History(**state["history"]), state["epoch"]
-    n = train_x.shape[0]
-    bar = tqdm(range(start, epochs), disable=not progress, desc=f"{estimator} VAE",
-               initial=start, total=epochs)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        history, start = saved["history"], saved["epoch"]
+    bar = tqdm(
+        range(start, epochs),
+        disable=not progress,
+        desc=f"{estimator} VAE",
+        initial=start,
+        total=epochs,
+    )
     for epoch in bar:
         began, total = time.perf_counter(), 0.0
         model.train()
         for idx in torch.randperm(n).split(batch_size):  # CPU generator: same on any device
-            x = binarize(train_x[idx.to(train_x.device)])  # dynamic binarization
-            value = elbo_surrogate(model, x, estimator=estimator, baseline=baseline,
-                                   num_samples=num_samples)  # (S, B)
+            x = binarize(train_x[idx.to(train_x.device)])  # dynamic binarization, (B, D)
+            value = elbo_surrogate(
+                model, x, estimator=estimator, baseline=baseline, num_particles=num_particles
+            )  # (S, B)
             optimizer.zero_grad(set_to_none=True)
             (-value.mean()).backward()  # ascend the ELBO
             optimizer.step()
@@ -208,43 +458,117 @@ def train(model, train_x, test_x=None, *, epochs: int = 30, batch_size: int = 10
             with torch.no_grad():
                 history.test_elbo.append(model.elbo(test_x).mean().item())
         history.seconds.append(time.perf_counter() - began)
-        bar.set_postfix(train=f"{history.train_elbo[-1]:.2f}",
-                        test=f"{history.test_elbo[-1]:.2f}" if history.test_elbo else "-")
+        bar.set_postfix(
+            train=f"{history.train_elbo[-1]:.2f}",
+            test=f"{history.test_elbo[-1]:.2f}" if history.test_elbo else "-",
+        )
         if path is not None:
-            _save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "epoch": epoch + 1, "history": asdict(history), "options": options})
+            _save(
+                path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": asdict(history),
+                    "options": options,
+                },
+            )
     return history
 
 
-def gradient_draws(model, x, *, estimator: str = "pathwise", baseline=None,
-                   num_samples: int = 1, num_draws: int = 100, parameters=None) -> torch.Tensor:
+# ---------------------------------------------------------------- gradient draws
+
+
+def _check_parameters(parameters, model: VAE) -> list:
+    if parameters is None:
+        params = list(model.encoder.parameters())
+    elif isinstance(parameters, (torch.Tensor, str, bytes)) or not hasattr(parameters, "__iter__"):
+        raise TypeError(
+            f"parameters must be None or a sequence of the model's parameters, "
+            f"got {describe(parameters)}"
+        )
+    else:
+        params = list(parameters)
+    if not params:
+        raise ValueError("parameters must be a non-empty sequence of the model's parameters")
+    own = {id(p) for p in model.parameters()}
+    for i, p in enumerate(params):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"parameters[{i}] must be a parameter of model, got {describe(p)}")
+        if id(p) not in own:
+            raise ValueError(
+                f"parameters[{i}] is not a parameter of model (its gradient "
+                f"would be zero): pass tensors from model.parameters()"
+            )
+        if not p.requires_grad:
+            raise ValueError(f"parameters[{i}] does not require grad")
+    return params
+
+
+def gradient_draws(
+    model,
+    x,
+    *,
+    estimator: str = "pathwise",
+    baseline=None,
+    num_particles: int = 1,
+    num_draws: int = 100,
+    parameters=None,
+) -> Estimate:
     """Independent draws of the ELBO-gradient estimate at the model's current parameters.
 
-    Draw r is ∇ of the batch mean of :func:`elbo_surrogate`, i.e. the gradient one training
-    step would use (ascent direction), with fresh noise each time: their mean estimates
-    ∇ mean_b ELBO(x_b), their spread measures the estimator's variance. One backward pass per
-    draw (a loop over draws; each draw is vectorized over the batch and the S samples).
+    Draw r is g_r = ∇ (1/B) sum_b (1/S) sum_s [surrogate]_{s,b}, the gradient of the batch
+    mean of :func:`elbo_surrogate`, i.e. the gradient one training step would use (ascent
+    direction), with fresh noise each time. Their mean estimates ∇ (1/B) sum_b ELBO(x_b),
+    with standard error s / sqrt(R) per coordinate; their spread measures the estimator's
+    variance. One backward pass per draw (a loop over draws; each draw is vectorized over
+    the batch and the S particles).
 
     Args:
         model: a :class:`companion.vae.VAE`; its ``.grad`` fields are left untouched.
         x: binary images, shape ``(batch, data_dim)``.
-        estimator, baseline, num_samples: as in :func:`elbo_surrogate`.
-        num_draws: R >= 2.
-        parameters: the tensors to differentiate; default the encoder's parameters.
+        estimator, baseline, num_particles: as in :func:`elbo_surrogate`.
+        num_draws: R >= 2 independent draws.
+        parameters: a sequence of the model's parameters to differentiate; default the
+            encoder's (``model.encoder.parameters()``).
 
     Returns:
-        Shape ``(R, P)``: row r is draw r, flattened over the P entries of ``parameters``
-        (in the order of ``model.encoder.parameters()`` by default).
+        A :class:`companion.montecarlo.Estimate` whose ``samples`` have shape ``(R, P)``:
+        row r is draw r, flattened over the P entries of ``parameters`` in their order;
+        ``mean`` and ``stderr`` have shape ``(P,)``.
     """
+    model = _check_model(model)
+    num_particles = _check_options(estimator, baseline, num_particles)
     num_draws = check_positive_int("num_draws", num_draws, minimum=2)
-    params = list(model.encoder.parameters() if parameters is None else parameters)
-    if not params or not all(isinstance(p, torch.Tensor) and p.requires_grad for p in params):
-        raise ValueError("parameters must be a non-empty sequence of tensors that require grad")
-    rows = []
-    for _ in range(num_draws):
-        value = elbo_surrogate(model, x, estimator=estimator, baseline=baseline,
-                               num_samples=num_samples).mean()
+    params = _check_parameters(parameters, model)
+    x = model.check_images(x, binary=True)
+    model.check_draws(num_particles, x.shape[0], name="num_particles")
+    size = sum(p.numel() for p in params)
+    check_allocation("num_draws", num_draws, num_draws * size * params[0].element_size())
+    rows = torch.empty(num_draws, size, dtype=params[0].dtype, device=params[0].device)
+    for r in range(num_draws):
+        value = elbo_surrogate(
+            model, x, estimator=estimator, baseline=baseline, num_particles=num_particles
+        ).mean()
         grads = torch.autograd.grad(value, params, allow_unused=True)
-        rows.append(torch.cat([torch.zeros_like(p).flatten() if g is None else g.flatten()
-                               for p, g in zip(params, grads)]))
-    return torch.stack(rows)
+        rows[r] = torch.cat(
+            [
+                torch.zeros_like(p).flatten() if g is None else g.flatten()
+                for p, g in zip(params, grads)
+            ]
+        )  # (P,)
+    return Estimate(
+        mean=rows.mean(dim=0), stderr=rows.std(dim=0) / math.sqrt(num_draws), samples=rows
+    )
+
+
+__all__ = [
+    "elbo_surrogate",
+    "train",
+    "History",
+    "gradient_draws",
+    "ESTIMATORS",
+    "BASELINES",
+    "TEST_BINARIZATION_SEED",
+    "CHECKPOINT_KEYS",
+]

@@ -10,18 +10,19 @@ weight* is
 whose mean over q is the evidence lower bound, ELBO(x) = E_q[log w] <= log p(x); the
 importance-weighted bound of Burda et al. (2016) averages k weights inside the logarithm.
 
-Data. The digits have grey levels in [0, 1]; the decoder is a product of Bernoulli pixels, a
-proper probability mass function on binary images, so images are *binarized* before they are
-scored: pixel d is 1 with probability equal to its grey level. Training draws a fresh
-binarization every time a batch is used (dynamic binarization, the protocol of Burda et al.
-2016), which turns grey levels into an infinite stream of binary images with the same mean;
-evaluation uses one fixed binarization (:func:`binarize` with a ``seed``). A binary input is
-left unchanged by :func:`binarize`, so passing already-binary data gives a fixed
-binarization. (The continuous Bernoulli of Loaiza-Ganem & Cunningham 2019 would model grey
-levels directly; we keep the Bernoulli because its log-likelihoods, in nats, are the ones
-the literature reports.)
+Data. The decoder is a product of Bernoulli pixels, a proper probability mass function on
+binary images, so grey levels in [0, 1] are *binarized* before they are scored
+(:func:`companion.data.binarize`: pixel d is 1 with probability equal to its grey level).
+(The continuous Bernoulli of Loaiza-Ganem & Cunningham 2019 would model grey levels
+directly; we keep the Bernoulli because its log-likelihoods, in nats, are the ones the
+literature reports.)
 
-Training lives in :mod:`companion.training` and is re-exported here as :func:`train`.
+Counts, with Pyro's word for draws of z per image: ``num_particles`` (S) in
+:meth:`VAE.log_weights` and :meth:`VAE.elbo`, ``k`` in :func:`iwae_bound` and
+:func:`log_likelihood`, ``num_images`` in :meth:`VAE.sample`. Requests whose tensors cannot
+fit in memory are refused before anything is allocated.
+
+Training lives in :mod:`companion.training`, which builds on this module (never the reverse).
 """
 
 from __future__ import annotations
@@ -32,45 +33,34 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from ._validation import as_tensor, check_finite, check_positive_int, describe
+from ._validation import (
+    as_tensor,
+    check_allocation,
+    check_bool,
+    check_finite,
+    check_positive_int,
+    describe,
+)
 
 SCALE_FLOOR = 1e-6
 """Added to softplus(raw) in the encoder's scale, so that q(z | x) never degenerates."""
 
+MAX_LOG_WEIGHTS = 10**10
+"""The most log weights (k times the batch size) :func:`log_likelihood` computes in one call.
 
-def binarize(x, seed: int | None = None) -> torch.Tensor:
-    """Binary images with P(pixel = 1) = grey level: x_bin = 1[u < x], u ~ U(0, 1).
-
-    Args:
-        x: grey levels in [0, 1], any shape.
-        seed: None draws u from the global torch generator (dynamic binarization, fresh every
-            call); an integer draws u from a private CPU generator seeded with it, so the
-            result is the same on every call and every device (a fixed binarization).
-            Library code never seeds the global generator.
-
-    Returns:
-        A tensor of zeros and ones with the shape, dtype and device of ``x``; binary input
-        comes back unchanged.
-
-    Example:
-        >>> binarize(torch.tensor([0.0, 1.0, 1.0]))
-        tensor([0., 1., 1.])
-    """
-    x = check_finite("x", as_tensor("x", x))
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"x must hold grey levels in [0, 1], got values in "
-                         f"[{x.min().item():.4g}, {x.max().item():.4g}]")
-    if seed is None:
-        u = torch.rand(x.shape, dtype=x.dtype, device=x.device)
-    else:
-        seed = check_positive_int("seed", seed, minimum=0)
-        u = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    return (u.to(x.device) < x).to(x.dtype)
+The IWAE protocol (k = 5000 on 10,000 test images) needs 5 * 10**7; a request above this
+would run for hours or days, so it is refused up front rather than left to loop.
+"""
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
-                         nn.Tanh(), nn.Linear(hidden, n_out))
+    return nn.Sequential(
+        nn.Linear(n_in, hidden),
+        nn.Tanh(),
+        nn.Linear(hidden, hidden),
+        nn.Tanh(),
+        nn.Linear(hidden, n_out),
+    )
 
 
 class VAE(nn.Module):
@@ -81,17 +71,18 @@ class VAE(nn.Module):
     (softplus rather than exp: its slope is at most 1, so a large output cannot blow up
     the scale in the first steps). Decoder: z -> MLP -> logits, and
     p(x | z) = prod_d Bernoulli(x_d; sigmoid(logit_d)). Inputs are binary images shaped
-    ``(batch, data_dim)``; see the module docstring for the binarization.
+    ``(batch, data_dim)``; see :func:`companion.data.binarize`.
 
     Args:
         data_dim: D, pixels per image (64 for the 8x8 digits).
         latent_dim: L, the dimension of z.
-        hidden_dim: width of the hidden layers of both networks.
+        hidden_dim: H, width of the hidden layers of both networks.
 
     Example:
+        >>> from companion.data import binarize
         >>> model = VAE(data_dim=64, latent_dim=2, hidden_dim=32)
         >>> x = binarize(torch.rand(5, 64))
-        >>> model.elbo(x, num_samples=3).shape
+        >>> model.elbo(x, num_particles=3).shape
         torch.Size([5])
     """
 
@@ -108,29 +99,87 @@ class VAE(nn.Module):
 
     # ------------------------------------------------------------ input checks
 
-    def _param(self) -> torch.Tensor:
-        return self.prior_loc  # carries the model's device and dtype
+    def check_images(self, x, *, binary: bool, name: str = "x") -> torch.Tensor:
+        """``x`` as a ``(batch, data_dim)`` tensor on the model's device and dtype, or raise.
 
-    def _check_x(self, x, *, binary: bool) -> torch.Tensor:
-        """x as a (batch, data_dim) tensor on the model's device and dtype, or raise."""
-        x = as_tensor("x", x)
+        The input check of every method that takes images; public so that code built on
+        the model (:func:`companion.training.train`) reports errors under its own names.
+
+        Args:
+            x: images, shape ``(batch, data_dim)``: a tensor, array or nested sequence.
+            binary: True to require entries 0 or 1 (what the Bernoulli likelihood scores),
+                False to accept any values in [0, 1] (grey levels, as the encoder does).
+            name: the argument's name in error messages, e.g. ``"train_x"``.
+
+        Returns:
+            ``x`` detached, converted to the dtype and moved to the device of the model.
+
+        Raises:
+            TypeError: ``x`` is not real numbers, or a flag or name of the wrong type.
+            ValueError: a wrong shape, NaN or inf, or values outside {0, 1} / [0, 1].
+        """
+        binary = check_bool("binary", binary)
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {describe(name)}")
+        x = as_tensor(name, x)
         if x.dim() != 2 or x.shape[1] != self.data_dim:
-            raise ValueError(f"x must have shape (batch, data_dim={self.data_dim}), got shape "
-                             f"{tuple(x.shape)}")
-        x = check_finite("x", x).to(device=self._param().device, dtype=self._param().dtype)
+            raise ValueError(
+                f"{name} must have shape (batch, data_dim={self.data_dim}), got "
+                f"shape {tuple(x.shape)}"
+            )
+        x = check_finite(name, x).to(device=self.prior_loc.device, dtype=self.prior_loc.dtype)
         if binary and not ((x == 0) | (x == 1)).all():
             raise ValueError(
-                "x must be binary (0 or 1) to be scored by the Bernoulli likelihood, got "
+                f"{name} must be binary (0 or 1) to be scored by the Bernoulli likelihood, got "
                 f"values in [{x.min().item():.4g}, {x.max().item():.4g}] with non-binary "
-                "entries; binarize grey levels first with companion.vae.binarize")
+                "entries; binarize grey levels first with companion.data.binarize"
+            )
         if not binary and x.numel() and (x.min() < 0 or x.max() > 1):
-            raise ValueError(f"x must hold values in [0, 1], got values in "
-                             f"[{x.min().item():.4g}, {x.max().item():.4g}]")
+            raise ValueError(
+                f"{name} must hold values in [0, 1], got values in "
+                f"[{x.min().item():.4g}, {x.max().item():.4g}]"
+            )
         return x
 
-    @staticmethod
-    def _check_num_samples(num_samples) -> int:
-        return check_positive_int("num_samples", num_samples)
+    def check_draws(self, count, batch: int, *, name: str) -> int:
+        """``count`` as an int >= 1 whose draws of z for ``batch`` images fit in memory.
+
+        Drawing ``count`` values of z for each of ``batch`` images makes tensors of shape
+        ``(count, batch, W)`` with W = max(D, H, L) (the decoder's hidden layers and
+        logits), so a request of more than the machine's memory for one of them is refused
+        here, before anything is allocated, with a ValueError naming ``name``.
+
+        Args:
+            count: the caller's count: ``num_particles``, ``k``, ``num_images``, ...
+            batch: the number of images each draw is made for (1 for :meth:`sample`).
+            name: the argument's name in error messages.
+
+        Returns:
+            ``count`` as an int.
+        """
+        count = check_positive_int(name, count)
+        width = max(self.data_dim, self.hidden_dim, self.latent_dim)
+        check_allocation(name, count, count * batch * width * self.prior_loc.element_size())
+        return count
+
+    def _check_z(self, z) -> torch.Tensor:
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+            raise TypeError(
+                f"z must be a floating-point tensor of shape (..., latent_dim="
+                f"{self.latent_dim}), got {describe(z)}"
+            )
+        if z.dim() == 0 or z.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"z must have shape (..., latent_dim={self.latent_dim}), got {describe(z)}"
+            )
+        check_finite("z", z.detach())
+        width = max(self.data_dim, self.hidden_dim)  # the decoder's outputs per row of z
+        check_allocation(
+            "z",
+            f"<shape {tuple(z.shape)}>",
+            z.numel() // self.latent_dim * width * self.prior_loc.element_size(),
+        )
+        return z.to(device=self.prior_loc.device, dtype=self.prior_loc.dtype)
 
     # ------------------------------------------------------------ the model
 
@@ -144,25 +193,33 @@ class VAE(nn.Module):
 
         ``x`` has shape ``(batch, data_dim)`` with values in [0, 1] (binary in training).
         """
-        x = self._check_x(x, binary=False)
+        return self._encode(self.check_images(x, binary=False))
+
+    def _encode(self, x: torch.Tensor) -> Independent:  # x already checked
         loc, raw = self.encoder(x).chunk(2, dim=-1)  # (B, L) each
         scale = nn.functional.softplus(raw) + SCALE_FLOOR
         return Independent(Normal(loc, scale, validate_args=False), 1)
 
     def decode(self, z) -> Independent:
-        """p(x | z) = prod_d Bernoulli(logits_d(z)): batch shape ``z.shape[:-1]``, event (D,)."""
-        if not isinstance(z, torch.Tensor) or z.dim() == 0 or z.shape[-1] != self.latent_dim:
-            raise ValueError(f"z must be a tensor of shape (..., latent_dim={self.latent_dim}), "
-                             f"got {describe(z)}")
+        """p(x | z) = prod_d Bernoulli(logits_d(z)): batch shape ``z.shape[:-1]``, event (D,).
+
+        ``z`` is a finite floating tensor of shape ``(..., latent_dim)``.
+        """
+        return self._decode(self._check_z(z))
+
+    def _decode(self, z: torch.Tensor) -> Independent:  # z already checked
         return Independent(Bernoulli(logits=self.decoder(z), validate_args=False), 1)
 
-    def log_joint(self, x, z: torch.Tensor) -> torch.Tensor:
+    def log_joint(self, x, z) -> torch.Tensor:
         """log p(x, z) = log p(x | z) + log p(z) for z shaped ``(S, batch, L)``: ``(S, batch)``."""
-        x = self._check_x(x, binary=True)
-        return self.decode(z).log_prob(x) + self.prior.log_prob(z)  # x broadcasts over S
+        return self._log_joint(self.check_images(x, binary=True), self._check_z(z))
 
-    def log_weights(self, x, num_samples: int = 1, *,
-                    sticking_the_landing: bool = False) -> torch.Tensor:
+    def _log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self._decode(z).log_prob(x) + self.prior.log_prob(z)  # x broadcasts over S
+
+    def log_weights(
+        self, x, num_particles: int = 1, *, sticking_the_landing: bool = False
+    ) -> torch.Tensor:
         """log w_s = log p(x, z_s) - log q(z_s | x), z_s = loc + scale * eps_s (``rsample``).
 
         The result carries the reparameterized graph to every parameter, so its gradient is
@@ -172,23 +229,24 @@ class VAE(nn.Module):
 
         Args:
             x: binary images, shape ``(batch, data_dim)``.
-            num_samples: S >= 1 draws of z per image.
+            num_particles: S >= 1 draws of z per image.
+            sticking_the_landing: exactly True or False.
 
         Returns:
             The log weights, shape ``(S, batch)``.
         """
-        num_samples = self._check_num_samples(num_samples)
-        x = self._check_x(x, binary=True)
-        q = self.encode(x)
-        z = q.rsample((num_samples,))  # (S, B, L)
+        sticking_the_landing = check_bool("sticking_the_landing", sticking_the_landing)
+        x = self.check_images(x, binary=True)
+        num_particles = self.check_draws(num_particles, x.shape[0], name="num_particles")
+        q = self._encode(x)
+        z = q.rsample((num_particles,))  # (S, B, L)
         if sticking_the_landing:
             base = q.base_dist
-            q = Independent(Normal(base.loc.detach(), base.scale.detach(),
-                                   validate_args=False), 1)
-        return self.log_joint(x, z) - q.log_prob(z)  # (S, B)
+            q = Independent(Normal(base.loc.detach(), base.scale.detach(), validate_args=False), 1)
+        return self._log_joint(x, z) - q.log_prob(z)  # (S, B)
 
-    def elbo(self, x, num_samples: int = 1, *, analytic_kl: bool = False) -> torch.Tensor:
-        """Monte Carlo ELBO per image, in nats, averaged over ``num_samples`` draws of z.
+    def elbo(self, x, num_particles: int = 1, *, analytic_kl: bool = False) -> torch.Tensor:
+        """Monte Carlo ELBO per image, in nats, averaged over ``num_particles`` draws of z.
 
         Default (``analytic_kl=False``): (1/S) sum_s [log p(x|z_s) + log p(z_s) - log q(z_s|x)],
         the estimator L^A of Kingma & Welling (2014, §2.3), the one :func:`iwae_bound` reduces
@@ -200,27 +258,30 @@ class VAE(nn.Module):
 
         Args:
             x: binary images, shape ``(batch, data_dim)``; anything else raises ValueError.
-            num_samples: S >= 1.
+            num_particles: S >= 1 draws of z per image.
+            analytic_kl: exactly True or False (``"no"`` raises TypeError).
 
         Returns:
             Shape ``(batch,)``.
         """
+        analytic_kl = check_bool("analytic_kl", analytic_kl)
         if not analytic_kl:
-            return self.log_weights(x, num_samples).mean(dim=0)
-        num_samples = self._check_num_samples(num_samples)
-        x = self._check_x(x, binary=True)
-        q = self.encode(x)
-        z = q.rsample((num_samples,))  # (S, B, L)
-        return self.decode(z).log_prob(x).mean(dim=0) - kl_divergence(q, self.prior)
+            return self.log_weights(x, num_particles).mean(dim=0)
+        x = self.check_images(x, binary=True)
+        num_particles = self.check_draws(num_particles, x.shape[0], name="num_particles")
+        q = self._encode(x)
+        z = q.rsample((num_particles,))  # (S, B, L)
+        return self._decode(z).log_prob(x).mean(dim=0) - kl_divergence(q, self.prior)
 
     @torch.no_grad()
-    def sample(self, num_samples: int) -> torch.Tensor:
-        """Binary images from the model: z ~ p(z), x ~ p(x | z). Shape ``(num_samples, D)``.
+    def sample(self, num_images: int) -> torch.Tensor:
+        """Binary images from the model: z ~ p(z), x ~ p(x | z). Shape ``(num_images, D)``.
 
-        For smoother pictures show the pixel probabilities ``decode(z).mean`` instead.
+        A ``num_images`` whose tensors cannot fit in memory is refused before drawing. For
+        smoother pictures show the pixel probabilities ``decode(z).mean`` instead.
         """
-        num_samples = self._check_num_samples(num_samples)
-        return self.decode(self.prior.sample((num_samples,))).sample()
+        num_images = self.check_draws(num_images, 1, name="num_images")
+        return self._decode(self.prior.sample((num_images,))).sample()
 
     @torch.no_grad()
     def reconstruct(self, x) -> torch.Tensor:
@@ -228,63 +289,76 @@ class VAE(nn.Module):
 
         ``x`` may hold grey levels in [0, 1] or binary images.
         """
-        return self.decode(self.encode(x).mean).mean
+        return self._decode(self.encode(x).mean).mean
 
 
-def iwae_bound(model: VAE, x, num_samples: int = 1) -> torch.Tensor:
+def _check_model(model) -> VAE:
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a companion.vae.VAE, got {describe(model)}")
+    return model
+
+
+def iwae_bound(model: VAE, x, k: int = 1) -> torch.Tensor:
     """Importance-weighted bound L_k = log (1/k) sum_j p(x, z_j) / q(z_j | x), z_j ~ q.
 
     Burda, Grosse & Salakhutdinov (2016, Theorem 1): E[L_1] = ELBO <= E[L_k] <= E[L_{k+1}]
-    <= log p(x), and L_k -> log p(x) as k grows when the weights are bounded. Computed stably with logsumexp; the graph is
-    kept, so L_k can be maximized directly (the IWAE objective).
+    <= log p(x), and L_k -> log p(x) as k grows when the weights are bounded. Computed
+    stably with logsumexp; the graph is kept, so L_k can be maximized directly (the IWAE
+    objective). All k draws are made at once: for large k use :func:`log_likelihood`.
 
     Args:
         model: a :class:`VAE`.
         x: binary images, shape ``(batch, data_dim)``.
-        num_samples: k >= 1.
+        k: k >= 1 importance samples per image; a k whose ``(k, batch, max(D, H, L))``
+            tensors cannot fit in memory raises ValueError.
 
     Returns:
         One draw of L_k per image, shape ``(batch,)``, in nats.
     """
-    if not isinstance(model, VAE):
-        raise TypeError(f"model must be a companion.vae.VAE, got {describe(model)}")
-    k = check_positive_int("num_samples", num_samples)
+    model = _check_model(model)
+    x = model.check_images(x, binary=True)
+    k = model.check_draws(k, x.shape[0], name="k")
     return torch.logsumexp(model.log_weights(x, k), dim=0) - math.log(k)
 
 
 @torch.no_grad()
-def log_likelihood(model: VAE, x, num_samples: int = 5000, *,
-                   chunk_size: int = 1000) -> torch.Tensor:
+def log_likelihood(model: VAE, x, k: int = 5000, *, chunk_size: int = 1000) -> torch.Tensor:
     """Importance-sampled estimate of log p(x): :func:`iwae_bound` with large k, in chunks.
 
-    log p̂(x) = log (1/n) sum_{j<=n} w_j with w_j = p(x, z_j) / q(z_j | x). The average of the
+    log p̂(x) = log (1/k) sum_{j<=k} w_j with w_j = p(x, z_j) / q(z_j | x). The average of the
     w_j is unbiased for p(x), so by Jensen's inequality E[log p̂(x)] <= log p(x): the
-    estimate is a *stochastic lower bound*, consistent as n -> infinity, with a bias of
-    about Var[w] / (2 n p(x)²). Log weights are computed ``chunk_size`` draws at a time and
-    merged with logsumexp, so memory does not grow with n.
+    estimate is a *stochastic lower bound*, consistent as k -> infinity, with a bias of
+    about Var[w] / (2 k p(x)²). Log weights are computed ``chunk_size`` draws at a time and
+    merged with logsumexp, so memory does not grow with k.
 
     Args:
         model: a :class:`VAE`.
         x: binary images, shape ``(batch, data_dim)``.
-        num_samples: n >= 1 importance samples per image.
-        chunk_size: draws per chunk, >= 1.
+        k: k >= 1 importance samples per image, with k * batch <= :data:`MAX_LOG_WEIGHTS`.
+        chunk_size: draws per chunk, >= 1; a chunk whose ``(chunk, batch, max(D, H, L))``
+            tensors cannot fit in memory raises ValueError.
 
     Returns:
         Shape ``(batch,)``, in nats, without a graph.
     """
-    if not isinstance(model, VAE):
-        raise TypeError(f"model must be a companion.vae.VAE, got {describe(model)}")
-    n = check_positive_int("num_samples", num_samples)
+    model = _check_model(model)
+    x = model.check_images(x, binary=True)
+    k = check_positive_int("k", k)
     chunk_size = check_positive_int("chunk_size", chunk_size)
+    if k * x.shape[0] > MAX_LOG_WEIGHTS:
+        raise ValueError(
+            f"k={k} for {x.shape[0]} images asks for {k * x.shape[0]:.3g} log "
+            f"weights, more than MAX_LOG_WEIGHTS = {MAX_LOG_WEIGHTS:.0e} (hours "
+            f"to days of computation); use a smaller k"
+        )
+    chunk_name = "chunk_size" if chunk_size < k else "k"  # the one that sets the chunk
+    model.check_draws(min(k, chunk_size), x.shape[0], name=chunk_name)
     total = None
-    for start in range(0, n, chunk_size):
-        lw = model.log_weights(x, min(chunk_size, n - start))  # (chunk, B)
-        part = torch.logsumexp(lw, dim=0)
+    for start in range(0, k, chunk_size):
+        lw = model.log_weights(x, min(chunk_size, k - start))  # (chunk, B)
+        part = torch.logsumexp(lw, dim=0)  # (B,)
         total = part if total is None else torch.logaddexp(total, part)
-    return total - math.log(n)
+    return total - math.log(k)
 
 
-from .training import History, elbo_surrogate, gradient_draws, train  # noqa: E402
-
-__all__ = ["VAE", "binarize", "iwae_bound", "log_likelihood", "train", "History",
-           "elbo_surrogate", "gradient_draws", "SCALE_FLOOR"]
+__all__ = ["VAE", "iwae_bound", "log_likelihood", "SCALE_FLOOR", "MAX_LOG_WEIGHTS"]

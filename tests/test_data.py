@@ -2,7 +2,8 @@
 
 The digits come from the copy bundled with scikit-learn. MNIST is replaced by small IDX
 files generated here (a few random 28x28 images), checked with SHA-256 digests computed
-here; downloads are served from a ``file://`` mirror in a temporary directory.
+here; downloads are served from a ``file://`` mirror in a temporary directory. Binarization
+frequencies are checked statistically (companion.checks, false-alarm rate 1e-3).
 """
 
 import gzip
@@ -16,10 +17,65 @@ import pytest
 import sklearn.datasets
 import torch
 
-from companion.data import MNIST_CHECKSUMS, Dataset, load_digits, load_mnist
+from companion.checks import check_mc
+from companion.data import MNIST_CHECKSUMS, Dataset, binarize, load_digits, load_mnist
+from companion.seeding import seed_everything
 
-NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+# ---------------------------------------------------------------- binarization
+
+
+def test_binarize_frequencies_and_fixed_seed():
+    grey = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64)
+    seed_everything(5)
+    draws = binarize(grey.expand(20_000, 4))
+    check_mc("P(pixel = 1) = grey level", draws, grey, verbose=False)
+    assert torch.equal(binarize(grey.expand(5, 4), seed=7), binarize(grey.expand(5, 4), seed=7))
+    binary = draws[:10]
+    assert torch.equal(binarize(binary), binary)
+
+
+def test_binarize_keeps_shape_dtype_and_leaves_the_global_stream():
+    grey = torch.rand(3, 2, 4, dtype=torch.float32)
+    torch.manual_seed(0)
+    fixed = binarize(grey, seed=2**64 - 1)
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(1), after)  # a seeded call draws nothing from the global stream
+    assert fixed.shape == grey.shape and fixed.dtype == torch.float32
+    assert set(fixed.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(
+        fixed,
+        (torch.rand(grey.shape, generator=torch.Generator().manual_seed(2**64 - 1)) < grey).float(),
+    )  # the documented rule 1[u < x] on the private stream
+    assert binarize([[0, 1]]).dtype == torch.get_default_dtype()  # integers: default dtype
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"x": torch.tensor([1.5])}, ValueError, r"x must hold grey levels in \[0, 1\]"),
+        ({"x": torch.tensor([-0.1])}, ValueError, r"x must hold grey levels in \[0, 1\]"),
+        ({"x": torch.tensor([0.5, float("nan")])}, ValueError, "x must be finite"),
+        ({"x": torch.tensor([float("inf")])}, ValueError, "x must be finite"),
+        ({"x": "grey"}, TypeError, "x must be a number, array or tensor"),
+        ({"x": torch.tensor([0.5j])}, TypeError, "x must be real"),
+        ({"x": torch.tensor([0.5]), "seed": -1}, ValueError, "seed must be an integer >= 0"),
+        ({"x": torch.tensor([0.5]), "seed": 2**64}, ValueError, r"seed must be an integer in \[0"),
+        ({"x": torch.tensor([0.5]), "seed": 1.0}, TypeError, "seed must be an integer"),
+        ({"x": torch.tensor([0.5]), "seed": True}, TypeError, "seed must be an integer"),
+    ],
+)
+def test_binarize_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        binarize(**kwargs)
+
 
 # ---------------------------------------------------------------- digits
 
@@ -60,8 +116,13 @@ def test_digits_split_partitions_all_images(test_size):
     data = load_digits(test_size)
     raw = sklearn.datasets.load_digits()
     assert len(data.test_y) == test_size and len(data.train_y) == 1797 - test_size
-    ours = np.concatenate([torch.cat([data.train_x, data.test_x]).double().numpy() * 16,
-                           torch.cat([data.train_y, data.test_y]).numpy()[:, None]], axis=1)
+    ours = np.concatenate(
+        [
+            torch.cat([data.train_x, data.test_x]).double().numpy() * 16,
+            torch.cat([data.train_y, data.test_y]).numpy()[:, None],
+        ],
+        axis=1,
+    )
     theirs = np.concatenate([raw.data, raw.target[:, None]], axis=1)
     # Equal multisets of (image, label) rows with sizes adding to 1797: a partition.
     rows, counts = np.unique(ours, axis=0, return_counts=True)
@@ -76,15 +137,18 @@ def test_digits_dtype_and_device():
     torch.testing.assert_close(data.train_x.float(), load_digits().train_x)
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"test_size": 0}, ValueError, "test_size must be an integer >= 1, got 0"),
-    ({"test_size": 1797}, ValueError, r"test_size must be an integer in \[1, 1796\], got 1797"),
-    ({"test_size": 2.5}, TypeError, "test_size must be an integer"),
-    ({"test_size": True}, TypeError, "test_size must be an integer"),
-    ({"dtype": torch.int64}, TypeError, "dtype must be a floating torch.dtype"),
-    ({"device": "nowhere"}, ValueError, "device must name a torch device"),
-    ({"device": 3.0}, TypeError, "device must be None, a string or a torch.device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"test_size": 0}, ValueError, "test_size must be an integer >= 1, got 0"),
+        ({"test_size": 1797}, ValueError, r"test_size must be an integer in \[1, 1796\], got 1797"),
+        ({"test_size": 2.5}, TypeError, "test_size must be an integer"),
+        ({"test_size": True}, TypeError, "test_size must be an integer"),
+        ({"dtype": torch.int64}, TypeError, "dtype must be a floating torch.dtype"),
+        ({"device": "nowhere"}, ValueError, "device must name a torch device"),
+        ({"device": 3.0}, TypeError, "device must be None, a string or a torch.device"),
+    ],
+)
 def test_digits_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         load_digits(**kwargs)
@@ -98,7 +162,7 @@ def idx_bytes(array, *, dtype_code=0x08, ndim=None, extra=b"", cut=0):
     ndim = array.ndim if ndim is None else ndim
     raw = struct.pack(">BBBB", 0, 0, dtype_code, ndim)
     raw += struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
-    return raw[:len(raw) - cut] + extra
+    return raw[: len(raw) - cut] + extra
 
 
 def write(root, name, raw, *, compress=True):
@@ -111,8 +175,10 @@ def write(root, name, raw, *, compress=True):
 def mnist(tmp_path):
     """Four small valid MNIST files in ``tmp_path / 'source'``: (dir, arrays, sha256 table)."""
     rng = np.random.default_rng(0)
-    arrays = {"train": (rng.integers(0, 256, (5, 28, 28)), rng.integers(0, 10, 5)),
-              "test": (rng.integers(0, 256, (3, 28, 28)), rng.integers(0, 10, 3))}
+    arrays = {
+        "train": (rng.integers(0, 256, (5, 28, 28)), rng.integers(0, 10, 5)),
+        "test": (rng.integers(0, 256, (3, 28, 28)), rng.integers(0, 10, 3)),
+    }
     root = tmp_path / "source"
     root.mkdir()
     flat = [arrays["train"][0], arrays["train"][1], arrays["test"][0], arrays["test"][1]]
@@ -121,8 +187,10 @@ def mnist(tmp_path):
 
 
 def assert_matches(data, arrays):
-    for x, y, (images, labels) in [(data.train_x, data.train_y, arrays["train"]),
-                                   (data.test_x, data.test_y, arrays["test"])]:
+    for x, y, (images, labels) in [
+        (data.train_x, data.train_y, arrays["train"]),
+        (data.test_x, data.test_y, arrays["test"]),
+    ]:
         expected = torch.as_tensor(images.reshape(-1, 784), dtype=torch.float32) / 255
         assert torch.equal(x, expected) and x.dtype == torch.float32
         assert torch.equal(y, torch.as_tensor(labels, dtype=torch.int64))
@@ -148,13 +216,16 @@ def test_mnist_missing_file_without_download(mnist):
         load_mnist(root, checksums=checksums)
 
 
-@pytest.mark.parametrize("corruption, message", [
-    ({"ndim": 2}, "IDX file with 2 dimensions, expected 3"),
-    ({"dtype_code": 0x0D}, r"dtype code 0x0d, expected 0x08"),
-    ({"cut": 1}, r"truncated, dimensions \(5, 28, 28\) need 3920 data bytes, found 3919"),
-    ({"extra": b"\x00garbage"}, "trailing bytes"),
-    ({"cut": 3920 + 8}, "truncated header"),
-])
+@pytest.mark.parametrize(
+    "corruption, message",
+    [
+        ({"ndim": 2}, "IDX file with 2 dimensions, expected 3"),
+        ({"dtype_code": 0x0D}, r"dtype code 0x0d, expected 0x08"),
+        ({"cut": 1}, r"truncated, dimensions \(5, 28, 28\) need 3920 data bytes, found 3919"),
+        ({"extra": b"\x00garbage"}, "trailing bytes"),
+        ({"cut": 3920 + 8}, "truncated header"),
+    ],
+)
 def test_mnist_corrupt_images_name_the_file(mnist, corruption, message):
     root, arrays, checksums = mnist
     corrupt = idx_bytes(arrays["train"][0], **corruption)
@@ -163,13 +234,19 @@ def test_mnist_corrupt_images_name_the_file(mnist, corruption, message):
         load_mnist(root, checksums=checksums)
 
 
-@pytest.mark.parametrize("raw, compress, message", [
-    # the magic number written little-endian
-    (b"\x03\x08\x00\x00" + bytes(20), True, r"not an IDX file, magic number 03080000 "
-                                            r"\(expected 0x00000803\)"),
-    (b"", True, "magic number missing"),
-    (b"not gzip at all", False, "not a readable gzip file"),
-])
+@pytest.mark.parametrize(
+    "raw, compress, message",
+    [
+        # the magic number written little-endian
+        (
+            b"\x03\x08\x00\x00" + bytes(20),
+            True,
+            r"not an IDX file, magic number 03080000 \(expected 0x00000803\)",
+        ),
+        (b"", True, "magic number missing"),
+        (b"not gzip at all", False, "not a readable gzip file"),
+    ],
+)
 def test_mnist_unreadable_files_name_the_file(mnist, raw, compress, message):
     root, _, checksums = mnist
     checksums[NAMES[0]] = ("sha256", write(root, NAMES[0], raw, compress=compress))
@@ -217,6 +294,14 @@ def test_mnist_checksum_table_is_validated(mnist):
         load_mnist(root, checksums=[])
     with pytest.raises(TypeError, match="root must be a path"):
         load_mnist(3)
+
+
+@pytest.mark.parametrize("flag", ["download", "verify"])
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_mnist_flags_must_be_bool(mnist, flag, value):
+    root, _, checksums = mnist
+    with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+        load_mnist(root, checksums=checksums, **{flag: value})
 
 
 def test_default_checksum_table_covers_every_file():
@@ -269,10 +354,13 @@ class BrokenResponse:
         return b"\x1f\x8b partial data"
 
 
-@pytest.mark.parametrize("error, raised", [(ConnectionResetError("reset"), OSError),
-                                           (KeyboardInterrupt(), KeyboardInterrupt)])
-def test_mnist_download_failing_half_way_leaves_nothing(mnist, tmp_path, monkeypatch,
-                                                        error, raised):
+@pytest.mark.parametrize(
+    "error, raised",
+    [(ConnectionResetError("reset"), OSError), (KeyboardInterrupt(), KeyboardInterrupt)],
+)
+def test_mnist_download_failing_half_way_leaves_nothing(
+    mnist, tmp_path, monkeypatch, error, raised
+):
     source, _, checksums = mnist
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: BrokenResponse(error))
     root = tmp_path / "mnist"

@@ -1,34 +1,25 @@
-"""Tests of companion.vae and companion.training.
+"""Tests of companion.vae (training is tested in test_training.py, binarize in test_data.py).
 
 Exact layer (float64): the ELBO replayed by hand on patched noise with explicit formulas; the
-closed-form Gaussian KL against torch; chunked log-likelihood merging; checkpoints and
-resumption, bit for bit. Statistical layer (companion.checks, false-alarm rate 1e-3 per
-check, Bonferroni over coordinates): binarization frequencies, the KL by Monte Carlo,
-E[L_1] = ELBO, the ordering of importance-weighted bounds, and the agreement in mean of the
-pathwise, sticking-the-landing and score-function gradients at fixed parameters.
+closed-form Gaussian KL against torch; chunked log-likelihood merging. Statistical layer
+(companion.checks, false-alarm rate 1e-3 per check): the KL by Monte Carlo, E[L_1] = ELBO
+and the ordering of importance-weighted bounds. Errors: every bad argument raises a
+TypeError or ValueError naming it, before anything is allocated.
 """
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import kl_divergence
 
-import companion.training as training
+import companion.vae as vae_module
 from companion.checks import check_at_least, check_close, check_mc
-from companion.data import load_digits
+from companion.data import binarize
 from companion.montecarlo import summarize
 from companion.seeding import seed_everything
-from companion.vae import (
-    SCALE_FLOOR,
-    VAE,
-    binarize,
-    elbo_surrogate,
-    gradient_draws,
-    iwae_bound,
-    log_likelihood,
-    train,
-)
+from companion.vae import MAX_LOG_WEIGHTS, SCALE_FLOOR, VAE, iwae_bound, log_likelihood
 
 DT = torch.float64
 LOG_2PI = math.log(2 * math.pi)
@@ -61,10 +52,13 @@ def _binary(n, d, seed=1):
 def test_elbo_equals_hand_computation_on_fixed_noise(monkeypatch):
     model, x = _small(), _binary(4, 6)
     eps = torch.randn(3, 4, 2)  # (S, B, L), fixed noise
-    monkeypatch.setattr(torch.distributions.normal, "_standard_normal",
-                        lambda shape, dtype, device: eps[:shape[0]].to(dtype))
-    elbo = model.elbo(x, num_samples=3)
-    elbo_kl = model.elbo(x, num_samples=3, analytic_kl=True)
+    monkeypatch.setattr(
+        torch.distributions.normal,
+        "_standard_normal",
+        lambda shape, dtype, device: eps[: shape[0]].to(dtype),
+    )
+    elbo = model.elbo(x, num_particles=3)
+    elbo_kl = model.elbo(x, num_particles=3, analytic_kl=True)
     with torch.no_grad():
         loc, raw = model.encoder(x).chunk(2, dim=-1)
         scale = torch.log1p(torch.exp(raw)) + SCALE_FLOOR  # softplus
@@ -74,13 +68,26 @@ def test_elbo_equals_hand_computation_on_fixed_noise(monkeypatch):
         logits = model.decoder(z)  # (S, B, D)
         log_px = (x * logits - torch.log1p(torch.exp(logits))).sum(-1)  # Bernoulli pmf
         kl = 0.5 * (scale**2 + loc**2 - 1 - torch.log(scale**2)).sum(-1)
-    check_close("ELBO = mean_s log p(x|z)+log p(z)-log q(z|x)", elbo,
-                (log_px + log_pz - log_q).mean(0), rtol=1e-12, atol=1e-12, verbose=False)
-    check_close("ELBO with analytic KL", elbo_kl, log_px.mean(0) - kl, rtol=1e-12, atol=1e-12,
-                verbose=False)
+    check_close(
+        "ELBO = mean_s log p(x|z)+log p(z)-log q(z|x)",
+        elbo,
+        (log_px + log_pz - log_q).mean(0),
+        rtol=1e-12,
+        atol=1e-12,
+        verbose=False,
+    )
+    check_close(
+        "ELBO with analytic KL", elbo_kl, log_px.mean(0) - kl, rtol=1e-12, atol=1e-12, verbose=False
+    )
     # iwae_bound with k = 1 is the single-draw log weight on the same noise
-    check_close("L_1 = log w", iwae_bound(model, x, 1), (log_px + log_pz - log_q)[0],
-                rtol=1e-12, atol=1e-12, verbose=False)
+    check_close(
+        "L_1 = log w",
+        iwae_bound(model, x, 1),
+        (log_px + log_pz - log_q)[0],
+        rtol=1e-12,
+        atol=1e-12,
+        verbose=False,
+    )
 
 
 def test_kl_closed_form_matches_torch_and_monte_carlo():
@@ -89,13 +96,22 @@ def test_kl_closed_form_matches_torch_and_monte_carlo():
     q = model.encode(x)
     loc, scale = q.base_dist.loc.detach(), q.base_dist.scale.detach()
     closed = 0.5 * (scale**2 + loc**2 - 1 - torch.log(scale**2)).sum(-1)  # (B,)
-    check_close("closed-form KL vs torch", closed, kl_divergence(q, model.prior).detach(),
-                rtol=1e-12, verbose=False)
+    check_close(
+        "closed-form KL vs torch",
+        closed,
+        kl_divergence(q, model.prior).detach(),
+        rtol=1e-12,
+        verbose=False,
+    )
     seed_everything(3)
     with torch.no_grad():
         z = q.sample((200_000,))
-        check_mc("E_q[log q - log p] = KL", q.log_prob(z) - model.prior.log_prob(z), closed,
-                 verbose=False)
+        check_mc(
+            "E_q[log q - log p] = KL",
+            q.log_prob(z) - model.prior.log_prob(z),
+            closed,
+            verbose=False,
+        )
 
 
 def test_log_likelihood_merges_chunks_exactly(monkeypatch):
@@ -104,23 +120,31 @@ def test_log_likelihood_merges_chunks_exactly(monkeypatch):
     table = torch.randn(100, 3) * 5  # fixed "log weights", consumed chunk by chunk
     used = []
 
-    def fake_log_weights(x, num_samples, **kwargs):
+    def fake_log_weights(x, num_particles, **kwargs):
         start = sum(used)
-        used.append(num_samples)
-        return table[start:start + num_samples]
+        used.append(num_particles)
+        return table[start : start + num_particles]
 
     monkeypatch.setattr(model, "log_weights", fake_log_weights)
-    got = log_likelihood(model, x, num_samples=100, chunk_size=30)
+    got = log_likelihood(model, x, k=100, chunk_size=30)
     assert used == [30, 30, 30, 10]
-    check_close("chunked logsumexp", got, torch.logsumexp(table, 0) - math.log(100),
-                rtol=1e-13, verbose=False)
+    check_close(
+        "chunked logsumexp",
+        got,
+        torch.logsumexp(table, 0) - math.log(100),
+        rtol=1e-13,
+        verbose=False,
+    )
 
 
 def test_sticking_the_landing_keeps_the_value_and_drops_the_score(monkeypatch):
     model, x = _small(), _binary(4, 6)
     eps = torch.randn(2, 4, 2)
-    monkeypatch.setattr(torch.distributions.normal, "_standard_normal",
-                        lambda shape, dtype, device: eps[:shape[0]].to(dtype))
+    monkeypatch.setattr(
+        torch.distributions.normal,
+        "_standard_normal",
+        lambda shape, dtype, device: eps[: shape[0]].to(dtype),
+    )
     full = model.log_weights(x, 2)
     stl = model.log_weights(x, 2, sticking_the_landing=True)
     check_close("STL value", stl, full, rtol=0, atol=0, verbose=False)
@@ -135,16 +159,6 @@ def test_sticking_the_landing_keeps_the_value_and_drops_the_score(monkeypatch):
         check_close("full - STL = -score", a - b, c, rtol=1e-10, atol=1e-12, verbose=False)
 
 
-def test_binarize_frequencies_and_fixed_seed():
-    grey = torch.tensor([0.0, 0.25, 0.5, 1.0])
-    seed_everything(5)
-    draws = binarize(grey.expand(20_000, 4))
-    check_mc("P(pixel = 1) = grey level", draws, grey, verbose=False)
-    assert torch.equal(binarize(grey.expand(5, 4), seed=7), binarize(grey.expand(5, 4), seed=7))
-    binary = draws[:10]
-    assert torch.equal(binarize(binary), binary)
-
-
 # ---------------------------------------------------------------- statistical layer
 
 
@@ -157,8 +171,13 @@ def test_iwae_with_one_sample_has_the_elbo_mean():
         l1 = iwae_bound(model, x, 1).reshape(20_000, 2)
         elbo = model.elbo(x, analytic_kl=True).reshape(20_000, 2)
     a, b = summarize(l1), summarize(elbo)
-    check_close("E[L_1] - ELBO", a.mean - b.mean, 0.0,
-                stderr=(a.stderr**2 + b.stderr**2).sqrt(), verbose=False)
+    check_close(
+        "E[L_1] - ELBO",
+        a.mean - b.mean,
+        0.0,
+        stderr=(a.stderr**2 + b.stderr**2).sqrt(),
+        verbose=False,
+    )
 
 
 def test_bounds_are_ordered():
@@ -186,46 +205,6 @@ def test_bounds_are_ordered():
         check_at_least("E[L_1 - L_5] >= 0", gap.mean, 0.0, stderr=gap.stderr, verbose=False)
 
 
-def test_gradient_estimators_agree_in_mean():
-    """Pathwise, STL and score function (with and without LOO) estimate the same gradient.
-
-    Every coordinate of the encoder's gradient (106 numbers) is compared, Bonferroni-
-    corrected; each draw averages 400 samples of 3 images, 200 draws per estimator.
-    """
-    model, x = _small(data_dim=4, hidden_dim=6), _binary(3, 4)
-    seed_everything(8)
-    draws = {}
-    for name, kwargs in {"pathwise": {}, "stl": {"estimator": "stl"},
-                         "score_function": {"estimator": "score_function"},
-                         "loo": {"estimator": "score_function", "baseline": "loo"}}.items():
-        draws[name] = summarize(gradient_draws(model, x, num_samples=400, num_draws=200,
-                                               **kwargs))
-    ref = draws["pathwise"]
-    assert ref.mean.shape == (sum(p.numel() for p in model.encoder.parameters()),)
-    for name in ("stl", "score_function", "loo"):
-        est = draws[name]
-        check_close(f"{name} - pathwise", est.mean - ref.mean, 0.0,
-                    stderr=(est.stderr**2 + ref.stderr**2).sqrt(), verbose=False)
-    # the point of it all: the score-function draws are noisier than the pathwise ones
-    assert (draws["score_function"].stderr.median() > 3 * ref.stderr.median())
-
-
-def test_short_training_improves_test_elbo():
-    data = load_digits(dtype=DT)
-    seed_everything(9)
-    model = VAE(64, 4, 32)
-    test = binarize(data.test_x[:100], seed=training.TEST_BINARIZATION_SEED)
-    with torch.no_grad():
-        before = summarize(model.elbo(test.repeat(20, 1)).reshape(20, 100).mean(1))
-    history = train(model, data.train_x[:400], data.test_x[:100], epochs=3, batch_size=50,
-                    lr=3e-3, progress=False)
-    assert len(history.train_elbo) == len(history.test_elbo) == len(history.seconds) == 3
-    assert history.test_elbo[-1] > before.mean.item() + 3.0, (before.mean, history.test_elbo)
-    sf = train(model, data.train_x[:200], epochs=1, batch_size=50, estimator="score_function",
-               baseline="loo", num_samples=2, progress=False)
-    assert sf.epochs == 1 and sf.test_elbo == [] and math.isfinite(sf.train_elbo[0])
-
-
 def test_sample_and_reconstruct_shapes():
     model = _small()
     x = _binary(5, 6)
@@ -239,91 +218,165 @@ def test_sample_and_reconstruct_shapes():
 # ---------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda m: m.elbo(torch.full((2, 6), 0.5)), ValueError, "must be binary"),
-    (lambda m: m.elbo(torch.zeros(2, 5)), ValueError, r"data_dim=6\), got shape \(2, 5\)"),
-    (lambda m: m.elbo(torch.zeros(6)), ValueError, r"data_dim=6\), got shape \(6,\)"),
-    (lambda m: m.encode(torch.full((2, 6), 2.0)), ValueError, r"values in \[0, 1\]"),
-    (lambda m: m.elbo(torch.full((2, 6), float("nan"))), ValueError, "must be finite"),
-    (lambda m: m.elbo(torch.zeros(2, 6), num_samples=0), ValueError, "num_samples"),
-    (lambda m: m.decode(torch.zeros(3, 5)), ValueError, r"latent_dim=2"),
-    (lambda m: iwae_bound("model", torch.zeros(2, 6)), TypeError, "companion.vae.VAE"),
-    (lambda m: elbo_surrogate(m, torch.zeros(2, 6), estimator="reinforce"), ValueError,
-     r"estimator must be one of \('pathwise', 'score_function', 'stl'\)"),
-    (lambda m: elbo_surrogate(m, torch.zeros(2, 6), estimator="score_function",
-                              baseline="mean"), ValueError, r"baseline must be one of \(None, 'loo'\)"),
-    (lambda m: elbo_surrogate(m, torch.zeros(2, 6), estimator="score_function",
-                              baseline="loo"), ValueError, "needs num_samples >= 2"),
-    (lambda m: elbo_surrogate(m, torch.zeros(2, 6), baseline="loo", num_samples=2),
-     ValueError, "applies to estimator='score_function' only"),
-    (lambda m: train(m, torch.zeros(4, 6), resume=True), ValueError, "needs checkpoint"),
-    (lambda m: train(m, torch.zeros(4, 6), lr=-1.0), ValueError, "lr must be"),
-    (lambda m: train(m, torch.zeros(4, 7)), ValueError, r"data_dim=6"),
-    (lambda m: binarize(torch.tensor([1.5])), ValueError, r"grey levels in \[0, 1\]"),
-    (lambda m: VAE(0, 2, 3), ValueError, "data_dim"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda m: m.elbo(torch.full((2, 6), 0.5)), ValueError, "x must be binary"),
+        (lambda m: m.elbo(torch.zeros(2, 5)), ValueError, r"data_dim=6\), got shape \(2, 5\)"),
+        (lambda m: m.elbo(torch.zeros(6)), ValueError, r"data_dim=6\), got shape \(6,\)"),
+        (lambda m: m.elbo("images"), TypeError, "x must be a number, array or tensor"),
+        (
+            lambda m: m.encode(torch.full((2, 6), 2.0)),
+            ValueError,
+            r"x must hold values in \[0, 1\]",
+        ),
+        (lambda m: m.elbo(torch.full((2, 6), float("nan"))), ValueError, "x must be finite"),
+        (lambda m: m.encode(torch.full((2, 6), float("inf"))), ValueError, "x must be finite"),
+        (
+            lambda m: m.reconstruct(torch.full((2, 6), -float("inf"))),
+            ValueError,
+            "x must be finite",
+        ),
+        (
+            lambda m: m.log_joint(torch.zeros(2, 6), torch.full((1, 2, 2), float("nan"))),
+            ValueError,
+            "z must be finite",
+        ),
+        (
+            lambda m: m.elbo(torch.zeros(2, 6), num_particles=0),
+            ValueError,
+            "num_particles must be an integer >= 1, got 0",
+        ),
+        (lambda m: m.elbo(torch.zeros(2, 6), num_particles=2.5), TypeError, "num_particles"),
+        (
+            lambda m: m.log_weights(torch.zeros(2, 6), num_particles=True),
+            TypeError,
+            "num_particles",
+        ),
+        (
+            lambda m: m.elbo(torch.zeros(2, 6), analytic_kl="no"),
+            TypeError,
+            "analytic_kl must be True or False, got str 'no'",
+        ),
+        (lambda m: m.elbo(torch.zeros(2, 6), analytic_kl=1), TypeError, "analytic_kl"),
+        (
+            lambda m: m.log_weights(torch.zeros(2, 6), sticking_the_landing="no"),
+            TypeError,
+            "sticking_the_landing must be True or False",
+        ),
+        (lambda m: m.decode(torch.zeros(3, 5)), ValueError, r"latent_dim=2"),
+        (
+            lambda m: m.decode(torch.zeros(3, 2, dtype=torch.int64)),
+            TypeError,
+            "z must be a floating-point tensor",
+        ),
+        (lambda m: m.decode([[0.0, 0.0]]), TypeError, "z must be a floating-point tensor"),
+        (
+            lambda m: m.decode(torch.tensor(0.0)),
+            ValueError,
+            r"z must have shape \(\.\.\., latent_dim=2\)",
+        ),
+        (lambda m: m.decode(torch.tensor([[0.0, float("inf")]])), ValueError, "z must be finite"),
+        (lambda m: m.sample(0), ValueError, "num_images must be an integer >= 1, got 0"),
+        (lambda m: m.sample(2.0), TypeError, "num_images"),
+        (lambda m: m.sample(10**12), ValueError, r"num_images=1000000000000 would need about"),
+        (
+            lambda m: m.elbo(torch.zeros(2, 6), num_particles=10**12),
+            ValueError,
+            r"num_particles=1000000000000 would need about",
+        ),
+        (
+            lambda m: m.check_images(torch.zeros(2, 5), binary=False, name="train_x"),
+            ValueError,
+            r"train_x must have shape \(batch, data_dim=6\)",
+        ),
+        (
+            lambda m: m.check_images(torch.full((1, 6), 0.5), binary=True, name="test_x"),
+            ValueError,
+            "test_x must be binary",
+        ),
+        (
+            lambda m: m.check_images(torch.zeros(1, 6), binary="yes"),
+            TypeError,
+            "binary must be True or False",
+        ),
+        (lambda m: m.check_draws(0, 3, name="k"), ValueError, "k must be an integer >= 1"),
+        (
+            lambda m: iwae_bound("model", torch.zeros(2, 6)),
+            TypeError,
+            "model must be a companion.vae.VAE, got str",
+        ),
+        (lambda m: iwae_bound(m, torch.zeros(2, 6), k=0), ValueError, "k must be an integer >= 1"),
+        (lambda m: iwae_bound(m, torch.zeros(2, 6), k="5"), TypeError, "k must be an integer"),
+        (
+            lambda m: iwae_bound(m, torch.zeros(2, 6), k=10**12),
+            ValueError,
+            r"k=1000000000000 would need about",
+        ),
+        (lambda m: iwae_bound(m, torch.full((2, 6), float("nan"))), ValueError, "x must be finite"),
+        (
+            lambda m: log_likelihood(None, torch.zeros(2, 6)),
+            TypeError,
+            "model must be a companion.vae.VAE, got NoneType",
+        ),
+        (lambda m: log_likelihood(m, torch.zeros(2, 6), k=0), ValueError, "k must be"),
+        (lambda m: log_likelihood(m, torch.zeros(2, 6), chunk_size=0), ValueError, "chunk_size"),
+        (
+            lambda m: log_likelihood(m, torch.zeros(2, 6), k=10**12),
+            ValueError,
+            r"k=1000000000000 for 2 images .* more than MAX_LOG_WEIGHTS",
+        ),
+        (lambda m: log_likelihood(m, torch.full((2, 6), 0.5)), ValueError, "x must be binary"),
+        (lambda m: VAE(0, 2, 3), ValueError, "data_dim"),
+        (lambda m: VAE(6, 2.0, 3), TypeError, "latent_dim"),
+    ],
+)
 def test_bad_input_is_named(call, error, match):
     with pytest.raises(error, match=match):
         call(_small())
 
 
-# ---------------------------------------------------------------- checkpoints
+def test_log_likelihood_refuses_impossible_sizes_before_computing(monkeypatch):
+    """Too many log weights, or a chunk that cannot fit: refused before any draw is made."""
+    model = _small()
+
+    def no_draws(*args, **kwargs):
+        raise AssertionError("log_weights was called")
+
+    monkeypatch.setattr(model, "log_weights", no_draws)
+    x = torch.zeros(1, 6)
+    with pytest.raises(ValueError, match="MAX_LOG_WEIGHTS"):
+        log_likelihood(model, x, k=MAX_LOG_WEIGHTS + 1)
+    # at the limit, a chunk of 5e9 draws (5e9 x 8 float64 = 298 GiB) is refused naming chunk_size
+    with pytest.raises(ValueError, match="chunk_size=5000000000 would need about 298 GiB"):
+        log_likelihood(model, x, k=MAX_LOG_WEIGHTS, chunk_size=5 * 10**9)
+    # when k is the smaller, the chunk is k draws, and k is named
+    with pytest.raises(ValueError, match="k=10000000000 would need"):
+        log_likelihood(model, x, k=MAX_LOG_WEIGHTS, chunk_size=10**12)
+    with pytest.raises(ValueError, match="k=10000000000 would need"):
+        iwae_bound(model, x, k=MAX_LOG_WEIGHTS)
 
 
-def _run(path, epochs, resume, seed_model=None):
-    data = load_digits(dtype=DT)
-    if seed_model is None:
-        with torch.random.fork_rng():  # a fresh model that leaves the global stream alone
-            model = VAE(64, 3, 16)
-    else:
-        seed_everything(seed_model)
-        model = VAE(64, 3, 16)
-    history = train(model, data.train_x[:120], data.test_x[:40], epochs=epochs, batch_size=40,
-                    checkpoint=path, resume=resume, progress=False)
-    return model, history
+def test_check_images_converts_and_names():
+    model = _small()
+    x = model.check_images(np.array([[0, 1, 1, 0, 1, 0]]), binary=True, name="batch")
+    assert isinstance(x, torch.Tensor) and x.dtype == DT and x.shape == (1, 6)
+    grey = torch.full((2, 6), 0.25, dtype=torch.float32, requires_grad=True)
+    out = model.check_images(grey, binary=False)
+    assert out.dtype == DT and not out.requires_grad and torch.equal(out, grey.detach().double())
+    with pytest.raises(ValueError, match=r"batch must be finite, got 1 non-finite value\(s\)"):
+        model.check_images([[0, 1, 1, 0, 1, float("nan")]], binary=False, name="batch")
+    assert model.check_draws(7, 3, name="k") == 7
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    whole_model, whole = _run(None, 4, False, seed_model=10)
-    path = tmp_path / "vae.pt"
-    _run(path, 2, False, seed_model=10)  # interrupted after two epochs ...
-    state = torch.load(path, weights_only=True)
-    assert set(state) == {"model", "optimizer", "epoch", "history", "options"}
-    assert state["epoch"] == 2 and len(state["history"]["train_elbo"]) == 2
-    model, resumed = _run(path, 4, True)  # ... and resumed with a fresh model object
-    assert resumed.train_elbo == whole.train_elbo and resumed.test_elbo == whole.test_elbo
-    for a, b in zip(model.state_dict().values(), whole_model.state_dict().values()):
-        assert torch.equal(a, b)
-    assert torch.load(path, weights_only=True)["epoch"] == 4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.pt"]  # no temporary files
-    with pytest.raises(ValueError, match="was written with"):
-        train(model, torch.zeros(4, 64), epochs=5, estimator="stl", checkpoint=path, resume=True,
-              progress=False)
-
-
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / "vae.pt"
-    _run(path, 1, False, seed_model=11)
-    before = path.read_bytes()
-
-    def broken_save(obj, f):
-        f.write(b"partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(training.torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        _run(path, 2, True)
-    assert path.read_bytes() == before  # the old checkpoint survives intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.pt"]
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_trains_on_cuda():
-    data = load_digits(dtype=torch.float32)
-    with torch.random.fork_rng():
-        model = VAE(64, 2, 16).float()
-    history = train(model, data.train_x[:200], data.test_x[:50], epochs=2, device="cuda",
-                    progress=False)
-    assert next(model.parameters()).is_cuda and len(history.test_elbo) == 2
-    x = binarize(data.test_x[:10]).cuda()
-    assert log_likelihood(model, x, 100, chunk_size=30).is_cuda
+def test_vae_does_not_re_export_training_or_data():
+    """Dependencies run one way: the model module holds the model and its bounds only."""
+    for name in ("train", "History", "elbo_surrogate", "gradient_draws", "binarize"):
+        assert not hasattr(vae_module, name), name
+    assert set(vae_module.__all__) == {
+        "VAE",
+        "iwae_bound",
+        "log_likelihood",
+        "SCALE_FLOOR",
+        "MAX_LOG_WEIGHTS",
+    }
