@@ -1,22 +1,74 @@
 """companion: the tested code behind *Gradients Through Randomness*.
 
-Each module holds one idea of the book:
+The public API is re-exported here (``from companion import score_function``), as
+``torch.distributions`` does; each name also lives in the module of its idea:
 
-- :mod:`companion.montecarlo`: Monte Carlo estimates with standard errors (Chapter 1).
+- :mod:`companion.montecarlo`: Monte Carlo estimates with standard errors, and the one estimate
+  type :class:`Estimate` that every estimator returns (Chapter 1).
 - :mod:`companion.checks`: the numerical checks that follow every derivation.
 - :mod:`companion.seeding`: one call to seed every generator.
-- :mod:`companion.plotting`: the book's figure style and its recurring plots.
-- :mod:`companion.estimators`: score-function, pathwise and finite-difference gradient estimates
-  (Chapters 2 to 4), built on :mod:`companion.surrogates` and :mod:`companion.baselines`.
+- :mod:`companion.estimators`: score-function, pathwise and finite-difference gradient estimates,
+  ``(f, dist_fn, theta, num_samples)``, and the per-sample gradient engine (Chapters 2 to 4),
+  with :mod:`companion.baselines` and :mod:`companion.surrogates`.
+- :mod:`companion.quadrature` and :mod:`companion.problems`: exact expectations, and the
+  book's recurring test problems with their closed forms.
 - :mod:`companion.reparam`: the reparameterization helper of VAE code, and which distributions
   have ``rsample`` (Chapter 4).
 - :mod:`companion.diagrams`: the computational-graph figure (Chapter 2).
 - :mod:`companion.measure_valued`: the measure-valued derivative for a Gaussian mean, and
   :mod:`companion.guide`, which estimator to use when (Chapter 7).
-- :mod:`companion.data`: the embedded digits data set and an opt-in MNIST loader (Chapter 5).
-- :mod:`companion.vae` and :mod:`companion.training`: the variational autoencoder, its bounds,
-  and training with pathwise, score-function or sticking-the-landing gradients (Chapter 5).
-- :mod:`companion.relaxations`: Gumbel-max, Gumbel-softmax (Concrete) and straight-through (Chapter 6).
+- :mod:`companion.data`: the embedded digits data set, binarization and an opt-in MNIST loader.
+- :mod:`companion.vae` (the model and its bounds) and :mod:`companion.training` (training with
+  pathwise, score-function or sticking-the-landing gradients), Chapter 5.
+- :mod:`companion.relaxations`: Gumbel-max, Gumbel-softmax and straight-through (Chapter 6).
+- :mod:`companion.plotting`: the book's figure style and its recurring plots.
+
+Counts have one name each: ``num_samples`` draws of x, ``num_particles`` draws of z per data
+point, ``k`` importance samples of a bound, ``num_images``, ``num_draws``, ``num_pairs``.
 """
 
 __version__ = "0.1.0"
+
+from . import (
+    baselines,
+    checks,
+    data,
+    diagrams,
+    estimators,
+    guide,
+    measure_valued,
+    montecarlo,
+    plotting,
+    problems,
+    quadrature,
+    relaxations,
+    reparam,
+    seeding,
+    surrogates,
+    training,
+    vae,
+)
+from .baselines import *  # noqa: F403
+from .checks import *  # noqa: F403
+from .data import *  # noqa: F403
+from .diagrams import *  # noqa: F403
+from .estimators import *  # noqa: F403
+from .guide import *  # noqa: F403
+from .measure_valued import *  # noqa: F403
+from .montecarlo import *  # noqa: F403
+from .plotting import *  # noqa: F403
+from .problems import *  # noqa: F403
+from .quadrature import *  # noqa: F403
+from .relaxations import *  # noqa: F403
+from .reparam import *  # noqa: F403
+from .seeding import *  # noqa: F403
+from .surrogates import *  # noqa: F403
+from .training import *  # noqa: F403
+from .vae import *  # noqa: F403
+
+MODULES = (baselines, checks, data, diagrams, estimators, guide, measure_valued, montecarlo,
+           plotting, problems, quadrature, relaxations, reparam, seeding, surrogates, training,
+           vae)
+"""The modules whose ``__all__`` make up the public API."""
+
+__all__ = sorted({name for module in MODULES for name in module.__all__})

@@ -18,6 +18,9 @@ import torch
 from ._validation import check_finite, check_samples, describe
 
 
+__all__ = ["leave_one_out", "optimal_baseline", "centre"]
+
+
 def leave_one_out(values) -> torch.Tensor:
     """Leave-one-out baseline: each sample's baseline is the mean of the *other* samples.
 

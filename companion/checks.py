@@ -39,6 +39,17 @@ from ._validation import (
 )
 from .montecarlo import summarize
 
+__all__ = [
+    "DEFAULT_FALSE_ALARM",
+    "critical_z",
+    "CheckResult",
+    "BoundCheckResult",
+    "check_close",
+    "check_mc",
+    "check_at_least",
+]
+
+
 DEFAULT_FALSE_ALARM = 1e-3
 """Per-check probability that a true formula fails its check."""
 

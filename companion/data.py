@@ -30,6 +30,17 @@ import torch
 
 from ._validation import as_tensor, check_bool, check_finite, check_positive_int, describe
 
+__all__ = [
+    "DIGITS_SPLIT_SEED",
+    "MNIST_MIRROR",
+    "MNIST_CHECKSUMS",
+    "Dataset",
+    "binarize",
+    "load_digits",
+    "load_mnist",
+]
+
+
 DIGITS_SPLIT_SEED = 0  # seeds the torch.Generator whose permutation splits the digits
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # or load_mnist(mirror=...)
 

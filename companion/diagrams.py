@@ -26,6 +26,9 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from ._validation import check_bool, describe
 from .plotting import COLORS
 
+__all__ = ["GRAPH_LABELS", "DETOUR_LABELS", "GRAPH_COLORS", "draw_computational_graph"]
+
+
 GRAPH_LABELS = (
     "$\\theta$\nparameters",
     "$p_\\theta$\ndistribution",

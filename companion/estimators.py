@@ -37,6 +37,9 @@ from ._validation import (
 from .baselines import centre
 from .montecarlo import Estimate, summarize
 
+__all__ = ["score_function", "pathwise", "finite_difference", "per_sample_gradients"]
+
+
 _BATCHED_HINT = ("dist_fn must be batched: it receives θ of shape (D,) or (N, D) and must index "
                  "the last dimension, e.g. lambda t: Normal(t[..., 0], t[..., 1]), not t[0]")
 
@@ -159,6 +162,13 @@ def _rows(fn, theta: torch.Tensor, num_samples: int, *, what: str,
     if grads is None:
         raise ValueError(f"{what} returned values that do not depend on theta: the "
                          "gradient would be a silent zero (was theta detached?)")
+    bad = None if torch.isfinite(grads.sum()) else ~torch.isfinite(grads).all(dim=1)
+    if bad is not None and bad.any():
+        n = int(bad.nonzero()[0])
+        raise ValueError(f"the gradient of {what} is not finite for {int(bad.sum())} of "
+                         f"{num_samples} draws (first: draw {n}, gradient {grads[n].tolist()}); "
+                         f"in {theta.dtype} the draw may be at the edge of the support: try "
+                         "float64 theta")
     return summarize(grads)
 
 

@@ -21,6 +21,9 @@ from ._validation import check_bool, check_positive_int, describe
 from .plotting import COLORS
 
 
+__all__ = ["Recommendation", "recommend", "draw_decision_guide", "GUIDE_NODES", "GUIDE_EDGES"]
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """One estimator that applies: its name, whether it is unbiased, and why it is listed.

@@ -36,6 +36,9 @@ from ._validation import (
 )
 from .montecarlo import Estimate, summarize
 
+__all__ = ["RAYLEIGH", "measure_valued_gaussian_mean"]
+
+
 RAYLEIGH = Weibull(scale=torch.tensor(math.sqrt(2.0)), concentration=torch.tensor(2.0))
 """Rayleigh(1) as Weibull(scale √2, concentration 2): P(w > t) = exp(-t² / 2)."""
 

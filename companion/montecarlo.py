@@ -34,6 +34,17 @@ from ._validation import (
 )
 
 
+__all__ = [
+    "Estimate",
+    "summarize",
+    "expectation",
+    "running_mean",
+    "sample_variance",
+    "antithetic_expectation",
+    "control_variate",
+]
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A Monte Carlo estimate: ``mean`` and ``stderr`` shaped ``shape``, from ``samples``.

@@ -27,6 +27,17 @@ from ._validation import (
 )
 from .montecarlo import Estimate
 
+__all__ = [
+    "COLORS",
+    "BOOK_STYLE",
+    "use_book_style",
+    "plot_running_mean",
+    "plot_rate",
+    "plot_intervals",
+    "plot_images",
+]
+
+
 COLORS = {
     "estimate": "#1f5f9f",  # blue: Monte Carlo estimates
     "exact": "#222222",  # near-black: exact values and theory

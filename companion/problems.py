@@ -21,6 +21,15 @@ from torch.distributions import Bernoulli, Normal
 from ._validation import as_tensor, check_finite, describe
 
 
+__all__ = [
+    "normal_dist",
+    "normal_square_variance",
+    "bernoulli_logit",
+    "bernoulli_toy",
+    "bernoulli_toy_gradient",
+]
+
+
 def _check_theta(theta, size: int) -> torch.Tensor:
     if not isinstance(theta, torch.Tensor) or not theta.is_floating_point():
         raise TypeError(f"theta must be a floating-point tensor of shape (..., {size}), got "

@@ -23,6 +23,9 @@ from numpy.polynomial.legendre import leggauss
 
 from ._validation import as_tensor, check_callable, check_finite, check_positive_int, describe
 
+__all__ = ["MAX_NODES", "gauss_hermite", "gaussian_expectation", "rayleigh_expectation"]
+
+
 MAX_NODES = 10_000
 """The most nodes accepted: enough for any smooth integrand, small enough to compute at once."""
 

@@ -39,6 +39,14 @@ from torch.distributions.utils import clamp_probs
 from ._validation import check_allocation, check_bool, check_finite, check_positive_int, describe
 
 
+__all__ = [
+    "gumbel_noise",
+    "gumbel_max_sample",
+    "gumbel_softmax_sample",
+    "straight_through_bernoulli",
+]
+
+
 def _check_logits(logits, *, min_categories: int | None) -> torch.Tensor:
     """Logits as given (gradients kept); ``min_categories`` None means Bernoulli logits."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():

@@ -26,6 +26,16 @@ from torch import distributions as D
 
 from ._validation import check_finite, describe
 
+__all__ = [
+    "KINDS",
+    "RsampleInfo",
+    "reparameterize",
+    "reparameterization_kind",
+    "distribution_classes",
+    "rsample_table",
+    "format_rsample_table",
+]
+
 # ---------------------------------------------------------------- the VAE helper
 
 

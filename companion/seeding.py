@@ -14,6 +14,9 @@ import torch
 from ._validation import check_positive_int
 
 
+__all__ = ["seed_everything"]
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA).
 

@@ -21,6 +21,9 @@ from ._validation import check_finite, describe
 from .baselines import centre
 
 
+__all__ = ["score_function_surrogate", "surrogate_objective"]
+
+
 def _per_sample(name: str, value) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.is_complex():
         raise TypeError(f"{name} must be a real tensor shaped (N, ...), got {describe(value)}")

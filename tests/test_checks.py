@@ -137,12 +137,13 @@ def test_injected_bias_is_caught():
 
 
 def test_check_at_least_is_one_sided(capsys):
-    from companion.checks import check_at_least
+    from companion.checks import BoundCheckResult, check_at_least
 
     z1 = critical_z(2 * DEFAULT_FALSE_ALARM)  # one-sided 1e-3: 3.09
     assert z1 == pytest.approx(3.090232, abs=1e-6)
     result = check_at_least("gap >= 0", 5.0, 0.0, stderr=0.1)  # far above: 0 se short
     assert result.passed and float(result.distance) == 0.0
+    assert isinstance(result, BoundCheckResult) and isinstance(result, CheckResult)
     assert capsys.readouterr().out.strip() == (
         "✓ gap >= 0: 5.0000 ± 0.1000 | at least 0.0000 | 0.00 se short (limit 3.09 se)")
     check_at_least("just below", -0.30, 0.0, stderr=0.1, verbose=False)  # 3.0 se < 3.09
