@@ -1,5 +1,5 @@
-# The two commands of the README: `make book` and `make test`.
-# Both create the virtual environment when it is missing and install the pinned stack.
+# The commands of the README: `make book`, `make check` (the fast loop) and `make test`.
+# Each creates the virtual environment when it is missing and installs the pinned stack.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -8,14 +8,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install book book-student pdf bench test lab clean
+# The strict build; BOOK_ARGS adds options (make test passes --all: every page read again).
+JB_BUILD := $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+BOOK_ARGS ?=
+BOOK_LOG := _build/book.log
+STUDENT_LOG := _build/student/book.log
+
+.PHONY: help install check book book-student pdf bench test lab clean
 
 help:
-	@echo "make book   build the HTML book into _build/html (executes every chapter)"
-	@echo "make test   unit tests, notebook hygiene, every notebook under nbval, strict build"
+	@echo "make book   build the HTML book into _build/html (executes chapters not cached)"
+	@echo "make check  unit tests, doctests, notebook hygiene and ruff; no chapter runs (fast)"
+	@echo "make test   make check, each chapter executed once, both strict builds, the site"
 	@echo "make book-student  the same book without solutions, into _build/student/_build/html"
 	@echo "make pdf    the book as a PDF through LaTeX (needs a TeX installation)"
-	@echo "make bench  time each chapter and its kernel's memory against the budget"
+	@echo "make bench  execute each chapter once: errors, time and memory against the budget"
 	@echo "make lab    start JupyterLab on book/"
 	@echo "make clean  remove build outputs (keeps $(VENV))"
 
@@ -26,22 +33,31 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --requirement requirements.txt --editable .
 	touch $(STAMP)
 
+# Unit tests and doctests of companion/ and tests/ (no chapter is executed), then lint and
+# the formatter's check; all three run, and any failure fails.
+check: $(STAMP)
+	status=0; \
+	$(BIN)/python -m pytest || status=1; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	exit $$status
+
+# Chapters found in the execution cache (_build/.jupyter_cache: filled by make bench or a
+# previous build) are not executed again; the others are, and cached. The log is kept for
+# make test's check that nothing was executed twice.
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	mkdir -p $(dir $(BOOK_LOG))
+	$(JB_BUILD) $(BOOK_ARGS) 2>&1 | tee $(BOOK_LOG)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 # The student edition: _config.yml with solutions removed (see _ext/student_edition.py) and
-# no launch buttons (they would open the full notebooks). It shares the execution cache.
+# no launch buttons (they would open the full notebooks), written by scripts/student_config.py.
+# It shares the book's execution cache.
 book-student: $(STAMP)
-	mkdir -p _build
-	$(BIN)/python -c 'import yaml; c = yaml.safe_load(open("_config.yml")); \
-	  c["title"] += " (student edition)"; c["sphinx"]["config"]["student_edition"] = True; \
-	  c["sphinx"]["config"]["html_copy_source"] = False; c["launch_buttons"] = {}; \
-	  c["execute"]["cache"] = "$(CURDIR)/_build/.jupyter_cache"; \
-	  ext = c["sphinx"]["local_extensions"]; ext.update({k: "$(CURDIR)/" + v for k, v in ext.items()}); \
-	  yaml.safe_dump(c, open("_build/_config_student.yml", "w"), sort_keys=False)'
-	$(BIN)/jupyter-book build . --config _build/_config_student.yml --path-output _build/student \
-	  --warningiserror --nitpick --keep-going
+	mkdir -p $(dir $(STUDENT_LOG))
+	$(BIN)/python scripts/student_config.py _build/_config_student.yml
+	$(JB_BUILD) --config _build/_config_student.yml --path-output _build/student $(BOOK_ARGS) \
+	  2>&1 | tee $(STUDENT_LOG)
 	@echo "The student edition is at $(CURDIR)/_build/student/_build/html/index.html"
 
 pdf: $(STAMP)
@@ -53,20 +69,23 @@ pdf: $(STAMP)
 	$(BIN)/jupyter-book build . --builder pdflatex --keep-going
 	@echo "The PDF is in $(CURDIR)/_build/latex/"
 
-# Each chapter in a fresh kernel: wall time and peak memory against the budget of the
-# performance appendix (fails when over), plus the estimators' throughput.
+# Each chapter executed once, in a fresh kernel: fails with the traceback when a cell raises,
+# and when a chapter is over the budget of the performance appendix (wall time, peak kernel
+# memory); stores the executed chapters in the book's execution cache. Then the estimators'
+# engine against the plain surrogate (benchmarks/estimator_engine.py).
 bench: $(STAMP)
 	mkdir -p _build
 	$(BIN)/python benchmarks/chapters.py --check --json _build/benchmarks.json
 
-# Unit tests, hygiene and every notebook under nbval; the strict build of both editions;
-# the performance budget; then the tests of the rendered site (tests/site), which need the
-# builds.
+# make check; each chapter executed once (make bench); both strict builds, which take every
+# chapter from the cache, and a check of their logs that they executed none; then the tests
+# of the rendered site (tests/site), which need the builds.
 test: $(STAMP)
-	$(BIN)/python -m pytest
-	$(MAKE) book
-	$(MAKE) book-student
+	$(MAKE) check
 	$(MAKE) bench
+	$(MAKE) book BOOK_ARGS=--all
+	$(MAKE) book-student BOOK_ARGS=--all
+	$(BIN)/python scripts/check_cached_build.py $(BOOK_LOG) $(STUDENT_LOG)
 	$(BIN)/python -m pytest tests/site
 
 lab: $(STAMP)

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from hygiene import ROOT
 
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)")
@@ -26,8 +28,11 @@ def test_every_direct_requirement_is_pinned_exactly():
 def test_binder_pins_match_requirements():
     book, binder = pins(ROOT / "requirements.txt"), pins(ROOT / "binder" / "requirements.txt")
     assert binder, "binder/requirements.txt pins nothing"
-    mismatched = {name: (version, book.get(name)) for name, version in binder.items()
-                  if book.get(name) != version}
+    mismatched = {
+        name: (version, book.get(name))
+        for name, version in binder.items()
+        if book.get(name) != version
+    }
     assert mismatched == {}, f"binder vs requirements.txt: {mismatched}"
 
 
@@ -35,8 +40,42 @@ def test_torch_is_the_cpu_build_everywhere():
     assert pins(ROOT / "requirements.txt")["torch"] == "2.13.0"
     binder = (ROOT / "binder" / "requirements.txt").read_text()
     assert "download.pytorch.org/whl/cpu" in binder
-    for path in (ROOT / "requirements.txt", ROOT / "binder" / "requirements.txt",
-                 ROOT / "constraints.txt"):
+    for path in (
+        ROOT / "requirements.txt",
+        ROOT / "binder" / "requirements.txt",
+        ROOT / "constraints.txt",
+    ):
         lines = [line.split("#")[0] for line in path.read_text().lower().splitlines()]
         text = "\n".join(lines)
-        assert "torchvision" not in text and "torchaudio" not in text and "nvidia-" not in text, path
+        for name in ("torchvision", "torchaudio", "nvidia-"):
+            assert name not in text, f"{path.name} pins {name}"
+
+
+def _normalized(found):
+    return {re.sub(r"[-_.]+", "-", name): version for name, version in found.items()}
+
+
+def test_constraints_agree_with_requirements():
+    """constraints.txt pins what requirements.txt pins (torch aside) at the same versions."""
+    book = _normalized(pins(ROOT / "requirements.txt"))
+    constraints = _normalized(pins(ROOT / "constraints.txt"))
+    missing = sorted(set(book) - set(constraints) - {"torch"})
+    assert missing == [], f"pinned in requirements.txt but not in constraints.txt: {missing}"
+    mismatched = {
+        name: (book[name], constraints[name])
+        for name in book
+        if name in constraints and book[name] != constraints[name]
+    }
+    assert mismatched == {}, f"requirements.txt vs constraints.txt: {mismatched}"
+
+
+def test_the_linter_is_the_pinned_one():
+    """make check runs the ruff that requirements.txt pins (its rules are in pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = pins(ROOT / "requirements.txt")["ruff"]
+    try:
+        installed = version("ruff")
+    except PackageNotFoundError:
+        pytest.skip("ruff is not installed (make install installs it)")
+    assert installed == pinned, f"ruff {installed} is installed, requirements.txt pins {pinned}"

@@ -1,27 +1,209 @@
-"""Makefile targets that can be checked without building anything."""
+"""The build machinery: Makefile targets, the student edition's configuration, and the one
+execution of each chapter (benchmarks/chapters.py) whose outputs the book build reuses."""
 
+import json
 import shutil
 import subprocess
+import sys
 
+import nbformat
 import pytest
+import yaml
+from jupyter_cache import get_cache
 
 from hygiene import ROOT
 
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import chapters
+import check_cached_build
+import student_config
+
 MAKE = shutil.which("make")
+needs_make = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 
 
-@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def _make(*args, **kwargs):
+    return subprocess.run([MAKE, *args], cwd=ROOT, capture_output=True, text=True, **kwargs)
+
+
+@needs_make
 def test_pdf_says_what_it_needs_when_tex_is_missing(tmp_path):
     # An empty PATH hides any TeX installation; STAMP= skips the environment setup.
-    result = subprocess.run([MAKE, "-s", "pdf", "STAMP="], cwd=ROOT, capture_output=True,
-                            text=True, env={"PATH": str(tmp_path)})
+    result = _make("-s", "pdf", "STAMP=", env={"PATH": str(tmp_path)})
     assert result.returncode != 0
     assert "make pdf needs LaTeX: latexmk and xelatex" in result.stdout
     assert "apt-get install latexmk texlive-xetex" in result.stdout
 
 
-@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+@needs_make
 def test_help_lists_every_documented_target():
-    result = subprocess.run([MAKE, "-s", "help"], cwd=ROOT, capture_output=True, text=True)
-    for target in ("book", "test", "book-student", "pdf", "bench", "lab", "clean"):
-        assert f"make {target}" in result.stdout
+    result = _make("-s", "help")
+    for target in ("book", "check", "test", "book-student", "pdf", "bench", "lab", "clean"):
+        assert f"make {target} " in result.stdout
+
+
+@needs_make
+def test_make_test_executes_each_chapter_once_then_builds_from_the_cache():
+    # A dry run prints the commands of make test and of the targets it calls, in order.
+    lines = _make("-n", "test", "STAMP=").stdout.splitlines()
+
+    def index(text):
+        found = [i for i, line in enumerate(lines) if text in line]
+        assert len(found) == 1, f"{text!r} in {len(found)} commands of make test, not once"
+        return found[0]
+
+    builds = [i for i, line in enumerate(lines) if "jupyter-book build" in line]
+    assert len(builds) == 2 and all("--all" in lines[i] for i in builds)
+    check = index("ruff format --check")
+    bench = index("benchmarks/chapters.py")
+    guard = index("scripts/check_cached_build.py")
+    site = index("pytest tests/site")
+    assert check < bench < min(builds) and max(builds) < guard < site
+    assert not [line for line in lines if "nbval" in line]
+
+
+def test_make_check_runs_no_notebook(pytestconfig):
+    # pytest (make check) collects companion/ and tests/ only, with no notebook plugin.
+    assert pytestconfig.getini("testpaths") == ["companion", "tests"]
+    assert not [option for option in pytestconfig.getini("addopts") if "nbval" in option]
+
+
+# ------------------------------------------------------------ the student edition
+
+
+def test_student_config_removes_solutions_and_shares_the_cache():
+    book = yaml.safe_load((ROOT / "_config.yml").read_text())
+    before = json.dumps(book, sort_keys=True)
+    student = student_config.student_config(book)
+    assert json.dumps(book, sort_keys=True) == before, "the book's configuration was changed"
+    assert student["title"] == f"{book['title']} (student edition)"
+    assert student["sphinx"]["config"]["student_edition"] is True
+    assert student["sphinx"]["config"]["html_copy_source"] is False
+    assert student["launch_buttons"] == {}
+    assert student["execute"]["cache"] == str(ROOT / "_build" / ".jupyter_cache")
+    assert student["execute"]["execute_notebooks"] == book["execute"]["execute_notebooks"]
+    extensions = student["sphinx"]["local_extensions"]
+    assert extensions.keys() == book["sphinx"]["local_extensions"].keys()
+    for name, path in extensions.items():
+        assert (ROOT / "_ext" / f"{name}.py").exists() and path == str(ROOT / "_ext")
+
+
+def test_student_config_writes_a_valid_jupyter_book_config(tmp_path):
+    from jupyter_book.config import validate_yaml
+
+    output = tmp_path / "student.yml"
+    assert student_config.main([str(output)]) == 0
+    written = yaml.safe_load(output.read_text())
+    assert written == student_config.student_config(
+        yaml.safe_load((ROOT / "_config.yml").read_text())
+    )
+    validate_yaml(written, raise_on_errors=True)
+
+
+# ------------------------------------------------------- one execution per chapter
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter")]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def _cached(cache_path, path):
+    try:
+        return get_cache(cache_path).match_cache_notebook(nbformat.read(path, as_version=4))
+    except KeyError:
+        return None
+
+
+def test_bench_fails_loudly_on_an_error_and_caches_nothing(tmp_path, capfd):
+    bad = _notebook(tmp_path / "bad.ipynb", "x = 1", "assert x == 2, 'x is not two'", "print(x)")
+    cache_path = tmp_path / "cache"
+    options = ["--cache", str(cache_path), "--skip-engine", "--json", str(tmp_path / "b.json")]
+    code = chapters.main(["--notebooks", str(bad), *options])
+    _, err = capfd.readouterr()
+    assert code == 1
+    # The failing cell and its traceback are shown, and the failure is named at the end.
+    assert "assert x == 2, 'x is not two'" in err and "AssertionError: x is not two" in err
+    assert "failed (tracebacks above): bad" in err
+    assert _cached(cache_path, bad) is None
+    (row,) = json.loads((tmp_path / "b.json").read_text())["chapters"]
+    assert "AssertionError: x is not two" in row["error"] and row["peak_mb"] > 0
+
+
+def test_store_caches_an_executed_chapter_where_the_build_finds_it(tmp_path):
+    source = _notebook(tmp_path / "chapter.ipynb", "x = 21", "print(2 * x)")
+    executed = nbformat.read(source, as_version=4)  # as if executed: outputs, counts
+    executed.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
+    executed.cells[2].execution_count = 2
+    nbformat.write(executed, tmp_path / "executed.ipynb")
+    pk = chapters.store(tmp_path / "cache", source, tmp_path / "executed.ipynb", 1.25)
+    cache = get_cache(tmp_path / "cache")
+    record = _cached(tmp_path / "cache", source)  # the lookup myst-nb makes when it builds
+    assert record.pk == pk and record.data["execution_seconds"] == 1.25
+    _, merged = cache.merge_match_into_notebook(nbformat.read(source, as_version=4))
+    assert merged.cells[2].outputs[0]["text"] == "42\n"
+    # Executing it again replaces the record instead of adding another.
+    chapters.store(tmp_path / "cache", source, tmp_path / "executed.ipynb", 1.5)
+    assert len(cache.list_cache_records()) == 1
+
+
+def test_store_refuses_a_chapter_edited_while_it_ran(tmp_path):
+    source = _notebook(tmp_path / "chapter.ipynb", "x = 1")
+    executed = tmp_path / "executed.ipynb"
+    shutil.copy(source, executed)
+    assert chapters.store(tmp_path / "cache", source, executed, 1.0) > 0
+    _notebook(source, "x = 2")  # the code changed: the build would not find it cached
+    with pytest.raises(RuntimeError, match="does not match what was executed"):
+        chapters.store(tmp_path / "cache", source, executed, 1.0)
+
+
+# ------------------------------------------------- the build executed nothing
+
+
+BOOK = ["book/01_a.ipynb", "book/02_b.ipynb"]
+
+
+def test_a_build_that_took_every_chapter_from_the_cache_passes(tmp_path):
+    log = "\n".join(
+        [
+            "Using jupyter-cache at: /x/_build/.jupyter_cache",
+            f"\x1b[01m{tmp_path}/book/01_a.ipynb: Using cached notebook: ID=3\x1b[39;49;00m",
+            "book/02_b.ipynb: Using cached notebook: ID=4 [mystnb]",
+        ]
+    )
+    assert check_cached_build.problems(log, [tmp_path / p for p in BOOK], root=tmp_path) == []
+
+
+def test_a_build_that_executed_or_skipped_a_chapter_fails(tmp_path):
+    log = "\n".join(
+        [
+            f"{tmp_path}/book/01_a.ipynb: Executing notebook using local CWD [mystnb]",
+            f"{tmp_path}/book/01_a.ipynb: Executed notebook in 2.31 seconds [mystnb]",
+            f"{tmp_path}/book/01_a.ipynb: Cached executed notebook: ID=5 [mystnb]",
+        ]
+    )
+    assert check_cached_build.problems(log, [tmp_path / p for p in BOOK], root=tmp_path) == [
+        "executed book/01_a.ipynb",
+        "did not take book/02_b.ipynb from the cache",
+    ]
+    failed = f"{tmp_path}/book/02_b.ipynb: WARNING: Executing notebook failed: CellExecutionError"
+    assert check_cached_build.problems(failed, [tmp_path / BOOK[1]], root=tmp_path) == [
+        "executed book/02_b.ipynb"
+    ]
+
+
+def test_the_guard_reads_logs_and_names_the_problem(tmp_path, capsys):
+    log = tmp_path / "book.log"
+    log.write_text("nothing was read\n")
+    assert check_cached_build.main([str(log)]) == 1
+    err = capsys.readouterr().err
+    assert "the build did not take book/" in err and "benchmarks/chapters.py" in err
