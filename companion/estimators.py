@@ -308,6 +308,12 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
             f"dist_fn(theta) returned a {type(dist).__name__}, which has no reparameterized "
             "sampler (has_rsample is False); use score_function, which works for any "
             "distribution, or finite_difference")
+    if getattr(dist.support, "is_discrete", False):
+        raise ValueError(
+            f"dist_fn(theta) returned a {type(dist).__name__}, whose support is discrete: its "
+            "rsample is a straight-through surrogate, a biased estimator, not the pathwise "
+            "one; use score_function, or per_sample_gradients to compute the "
+            "straight-through estimate deliberately")
     _check_size(num_samples, theta, dist)
 
     def values(copies):  # f(x(θ_n, ε_n)), one fresh draw per copy of θ

@@ -27,6 +27,7 @@ from torch.distributions import (
     Gamma,
     MultivariateNormal,
     Normal,
+    OneHotCategoricalStraightThrough,
     TransformedDistribution,
 )
 
@@ -494,6 +495,13 @@ def test_unknown_baseline_lists_the_choices(baseline):
         r"coordinate of theta, or 'loo'")
     with pytest.raises(ValueError, match=match):
         score_function(square, normal, _theta(0.5, 1.5), 10, baseline=baseline)
+
+
+def test_pathwise_refuses_a_straight_through_rsample():
+    """OneHotCategoricalStraightThrough has rsample, but its gradient is biased."""
+    with pytest.raises(ValueError, match="support is discrete: its rsample is a straight-through"):
+        pathwise(lambda x: x[:, 0], lambda t: OneHotCategoricalStraightThrough(logits=t),
+                 _theta(0.0, 1.0, 2.0), 10)
 
 
 def test_pathwise_refuses_distributions_without_rsample():
