@@ -58,7 +58,12 @@ def _check_theta(theta) -> torch.Tensor:
 
 
 def _make_dist(dist_fn, theta: torch.Tensor) -> torch.distributions.Distribution:
-    dist = dist_fn(theta)
+    try:
+        dist = dist_fn(theta)
+    except ValueError as err:  # torch's argument validation: θ outside the constraints
+        raise ValueError(f"dist_fn(theta) refused theta of shape {tuple(theta.shape)}, "
+                         f"first row {theta.reshape(-1, theta.shape[-1])[0].tolist()}: is "
+                         f"theta a valid parameter of the distribution? ({err})") from err
     if not isinstance(dist, torch.distributions.Distribution):
         raise TypeError("dist_fn(theta) must return a torch.distributions.Distribution, "
                         f"got {describe(dist)}")
@@ -206,6 +211,7 @@ def _check_values(values, num_samples: int, what: str) -> None:
     if values.shape != (num_samples,):
         raise ValueError(f"{what} must hold one value per copy of theta, shape "
                          f"({num_samples},), got shape {tuple(values.shape)}")
+    check_finite(what, values.detach())
 
 
 # ---------------------------------------------------------------- estimators
@@ -273,7 +279,8 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
     ``rsample`` works, implicit ones (Gamma, Beta, Dirichlet, VonMises) included, at the cost
     of one batch gradient (see :func:`per_sample_gradients`). f must act on each sample
     separately (checked). An f that returns integers or booleans, or detaches x, and a
-    ``dist_fn`` that detaches θ, are refused: their pathwise gradient is a silent zero.
+    ``dist_fn`` that detaches θ, are refused: their pathwise gradient is a silent zero; so
+    is an f whose recorded derivative is 0 at every draw (``torch.floor``, ``torch.round``).
 
     Args:
         f: maps samples ``(N, *batch_shape, *event_shape)`` to values ``(N,)``,
@@ -331,7 +338,14 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
         _check_rowwise(f, x, y)
         return y.to(theta.dtype)
 
-    return _rows(values, theta, num_samples, what="f", probe=False)
+    est = _rows(values, theta, num_samples, what="f", probe=False)
+    if not est.samples.any():
+        raise ValueError(
+            "every per-sample pathwise gradient is exactly 0: f is piecewise constant in x "
+            "(floor, round, sign, a step) or does not depend on x where it is drawn; its "
+            "pathwise gradient is 0 with standard error 0, not ∇θ E[f]: use score_function or "
+            "finite_difference")
+    return est
 
 
 def _values_at(f, dist_fn, theta, num_samples, seed) -> torch.Tensor:

@@ -180,7 +180,7 @@ def _mvn_f(x):
     (lambda t: Gamma(t[..., 0], t[..., 1]), _theta(2.0, 3.0), lambda x: torch.log1p(x)),
 ])
 def test_vectorized_gradients_match_a_per_sample_loop(dist_fn, theta, f):
-    """Score function and pathwise (double-backward trick) against reverse mode per sample."""
+    """Score function and pathwise (one copy of θ per draw) against reverse mode per sample."""
     n = 40
     seed_everything(8)
     est = pathwise(f, dist_fn, theta, n)
@@ -241,8 +241,8 @@ def test_unused_parameters_get_zero_columns():
     for estimator in (score_function, pathwise, finite_difference):
         est = estimator(square, normal, theta, 50)
         assert torch.equal(est.samples[:, 2], torch.zeros(50, dtype=DT)), estimator.__name__
-    est = pathwise(lambda x: 0.0 * x, normal, theta, 50)  # f constant in x, through a path
-    assert torch.equal(est.samples, torch.zeros(50, 3, dtype=DT))
+    with pytest.raises(ValueError, match="every per-sample pathwise gradient is exactly 0"):
+        pathwise(lambda x: 0.0 * x, normal, theta, 50)  # f constant in x, through a path
 
 
 def test_callers_theta_and_its_grad_are_untouched():
@@ -535,6 +535,8 @@ def test_unbatched_dist_fn_is_refused_with_the_batched_form(estimator):
     (lambda x: x.detach() ** 2, "f detached x, or returned integers"),
     (lambda x: x > 0, "f detached x, or returned integers"),
     (lambda x: torch.floor(x).long(), "f detached x, or returned integers"),
+    (torch.floor, "every per-sample pathwise gradient is exactly 0"),
+    (torch.sign, "every per-sample pathwise gradient is exactly 0"),
 ])
 def test_pathwise_refuses_an_f_without_a_path(f, match):
     """The pathwise gradient of these is exactly zero, not ∇E[f]: a silent wrong answer."""
