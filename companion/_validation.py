@@ -49,6 +49,13 @@ def as_tensor(name: str, value, *, dtype: torch.dtype | None = None) -> torch.Te
     return tensor
 
 
+def as_finite_tensor(name: str, value, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """:func:`as_tensor`, then :func:`check_finite`; booleans are refused (True is not 1)."""
+    if is_boolean(value):
+        raise TypeError(f"{name} must be a real number, array or tensor, got {describe(value)}")
+    return check_finite(name, as_tensor(name, value, dtype=dtype))
+
+
 def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
     """Raise ValueError naming ``name`` and the first bad entry if ``tensor`` has NaN or inf."""
     if tensor.is_floating_point() and tensor.numel() and torch.isfinite(tensor.sum()):
@@ -125,6 +132,25 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {describe(value)}")
     return value
+
+
+def check_device(name: str, device) -> torch.device:
+    """``device`` (a string or ``torch.device``) as a device that can be used here, or ValueError.
+
+    Catches what torch would only report later, mid-computation: an unknown name, or a
+    backend this build or machine lacks (``"cuda"`` without CUDA).
+    """
+    try:
+        target = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ValueError(f"{name} must name a torch device such as 'cpu' or 'cuda', "
+                         f"got {device!r}") from err
+    try:
+        torch.empty(0, device=target)
+    except Exception as err:  # RuntimeError, or AssertionError when torch lacks the backend
+        raise ValueError(f"{name}={device!r} cannot be used here ({type(err).__name__}: "
+                         f"{err})") from err
+    return target
 
 
 def _memory_bytes() -> int:

@@ -15,7 +15,7 @@ import numbers
 
 import torch
 
-from ._validation import check_finite, check_samples, describe
+from ._validation import check_finite, check_positive_int, check_samples, describe
 
 
 __all__ = ["leave_one_out", "optimal_baseline", "centre"]
@@ -114,6 +114,8 @@ def centre(f_values, baseline, *, num_coordinates=None) -> torch.Tensor:
         raise TypeError(f"f_values must be a floating-point tensor shaped (N, ...), got "
                         f"{describe(f_values)}")
     f = check_finite("f_values", f_values.detach())
+    if num_coordinates is not None:
+        num_coordinates = check_positive_int("num_coordinates", num_coordinates)
     if num_coordinates is not None and f.dim() != 1:
         raise ValueError(f"f_values must have shape (N,) with num_coordinates, got shape "
                          f"{tuple(f.shape)}")

@@ -117,6 +117,23 @@ class CheckResult:
     limit: torch.Tensor
     passed: bool
 
+    def __post_init__(self):
+        _check_label(self.label)
+        for name in ("estimate", "exact", "stderr", "distance", "limit"):
+            value = getattr(self, name)
+            if name == "stderr" and value is None:
+                continue
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                raise TypeError(f"{name} must be a floating-point tensor, got {describe(value)}")
+            if value.shape != self.estimate.shape:
+                raise ValueError(f"{name} must have the shape of estimate "
+                                 f"{tuple(self.estimate.shape)}, got shape {tuple(value.shape)}")
+            if name != "distance":  # a nonzero gap over a zero stderr is infinitely far
+                check_finite(name, value.detach())
+            if name != "estimate" and name != "exact" and not (value >= 0).all():
+                raise ValueError(f"{name} must be >= 0, got minimum {value.min().item()}")
+        check_bool("passed", self.passed)
+
     def _ipython_display_(self):
         # The check already printed its line; a check on a cell's last line shows it once.
         pass

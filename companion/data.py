@@ -28,7 +28,14 @@ from pathlib import Path
 
 import torch
 
-from ._validation import as_tensor, check_bool, check_finite, check_positive_int, describe
+from ._validation import (
+    as_tensor,
+    check_bool,
+    check_device,
+    check_finite,
+    check_positive_int,
+    describe,
+)
 
 __all__ = [
     "DIGITS_SPLIT_SEED",
@@ -92,6 +99,33 @@ class Dataset:
     image_shape: tuple[int, int]
     description: str
 
+    def __post_init__(self):
+        if not isinstance(self.description, str):
+            raise TypeError(f"description must be a string, got {describe(self.description)}")
+        shape = self.image_shape
+        if not isinstance(shape, tuple):
+            raise TypeError(f"image_shape must be a tuple (H, W), got {describe(shape)}")
+        if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                      for s in shape):
+            raise ValueError(f"image_shape must be (H, W) with positive integers, got {shape!r}")
+        pixels = shape[0] * shape[1]
+        for x_name, y_name in (("train_x", "train_y"), ("test_x", "test_y")):
+            x, y = getattr(self, x_name), getattr(self, y_name)
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+                raise TypeError(f"{x_name} must be a floating-point tensor, got {describe(x)}")
+            if x.dim() != 2 or x.shape[1] != pixels:
+                raise ValueError(f"{x_name} must have shape (n, H * W = {pixels}) for "
+                                 f"image_shape {shape}, got shape {tuple(x.shape)}")
+            check_finite(x_name, x)
+            if x.numel() and (x.min() < 0 or x.max() > 1):
+                raise ValueError(f"{x_name} must hold values in [0, 1], got values in "
+                                 f"[{x.min().item():.4g}, {x.max().item():.4g}]")
+            if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
+                raise TypeError(f"{y_name} must be an int64 tensor of labels, got {describe(y)}")
+            if y.shape != (x.shape[0],):
+                raise ValueError(f"{y_name} must hold one label per row of {x_name}, shape "
+                                 f"({x.shape[0]},), got shape {tuple(y.shape)}")
+
     def __repr__(self) -> str:
         return (
             f"Dataset(train_x={tuple(self.train_x.shape)}, test_x={tuple(self.test_x.shape)}, "
@@ -142,10 +176,7 @@ def _check_dtype_device(dtype, device) -> torch.device:
         raise TypeError(f"dtype must be a floating torch.dtype, got {describe(dtype)}")
     if device is not None and not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be None, a string or a torch.device, got {describe(device)}")
-    try:
-        return torch.device("cpu" if device is None else device)
-    except RuntimeError as err:
-        raise ValueError(f"device must name a torch device such as 'cpu', got {device!r}") from err
+    return check_device("device", "cpu" if device is None else device)
 
 
 def load_digits(
@@ -302,7 +333,8 @@ def _ensure_file(path: Path, download: bool, mirror: str, checksum, verify: bool
     elif verify and (actual := _digest(path, algorithm)) != expected.lower():
         raise ValueError(
             f"checksum mismatch for {path}: expected {algorithm} {expected}, "
-            f"got {actual}; delete the file and pass download=True"
+            f"got {actual}; if checksums[{path.name!r}] is right, delete the file and pass "
+            "download=True"
         )
     return path
 
@@ -341,10 +373,13 @@ def load_mnist(
     Raises:
         TypeError: an argument of the wrong type, e.g. ``download="no"``.
         FileNotFoundError: a file is missing and ``download`` is false.
-        ValueError: a file fails its checksum or is not a valid IDX file; the message names it.
+        ValueError: ``root`` is a file, or a file under it fails its checksum or is not a
+            valid IDX file; the message names it.
     """
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a path, got {describe(root)}")
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise ValueError(f"root must be a directory, got {os.fspath(root)!r}, which is a file")
     if not isinstance(mirror, str):
         raise TypeError(f"mirror must be a URL string, got {describe(mirror)}")
     download, verify = check_bool("download", download), check_bool("verify", verify)
@@ -356,7 +391,10 @@ def load_mnist(
             _ensure_file(root / name, download, mirror, checksums[name], verify)
             for name in (images_name, labels_name)
         ]
-        images, labels = _read_idx(paths[0], 3), _read_idx(paths[1], 1)
+        try:
+            images, labels = _read_idx(paths[0], 3), _read_idx(paths[1], 1)
+        except ValueError as err:
+            raise ValueError(f"root {str(root)!r} holds a file that is not MNIST: {err}") from err
         if images.shape[1:] != (28, 28):
             raise ValueError(
                 f"{paths[0]}: images of shape {tuple(images.shape[1:])}, expected (28, 28)"

@@ -25,7 +25,7 @@ import torch
 from torch.distributions import Weibull
 
 from ._validation import (
-    as_tensor,
+    as_finite_tensor,
     check_allocation,
     check_bool,
     check_callable,
@@ -47,8 +47,8 @@ def _check_parameters(loc, scale) -> tuple[torch.Tensor, torch.Tensor]:
     """loc and scale as detached floating tensors of one shape, () or (D,), with scale > 0."""
     if isinstance(loc, torch.Tensor) and not loc.is_floating_point():
         raise TypeError(f"loc must be a number or a floating-point tensor, got {describe(loc)}")
-    loc = check_finite("loc", as_tensor("loc", loc))
-    scale = check_finite("scale", as_tensor("scale", scale, dtype=loc.dtype)).to(loc.device)
+    loc = as_finite_tensor("loc", loc)
+    scale = as_finite_tensor("scale", scale, dtype=loc.dtype).to(loc.device)
     if loc.dim() > 1:
         raise ValueError(f"loc must be a number or a 1-D tensor of shape (D,), got shape "
                          f"{tuple(loc.shape)}")

@@ -21,6 +21,7 @@ from statistics import NormalDist
 import torch
 
 from ._validation import (
+    as_finite_tensor,
     as_tensor,
     check_callable,
     check_distribution,
@@ -58,6 +59,22 @@ class Estimate:
     mean: torch.Tensor
     stderr: torch.Tensor
     samples: torch.Tensor
+
+    def __post_init__(self):
+        # Types and shapes only: a record may hold NaN (running_mean's first stderr is
+        # undefined); values are checked where an Estimate is consumed.
+        for name in ("mean", "stderr", "samples"):
+            value = getattr(self, name)
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                raise TypeError(f"{name} must be a floating-point tensor, got {describe(value)}")
+        if self.stderr.shape != self.mean.shape:
+            raise ValueError(f"stderr must have the shape of mean {tuple(self.mean.shape)}, got "
+                             f"shape {tuple(self.stderr.shape)}")
+        shape = self.samples.shape
+        if len(shape) == 0 or (shape[1:] != self.mean.shape and shape != self.mean.shape):
+            raise ValueError(f"samples must have shape (N, *mean.shape), mean.shape = "
+                             f"{tuple(self.mean.shape)} (or mean's shape, for a running mean), "
+                             f"got shape {tuple(shape)}")
 
     @property
     def num_samples(self) -> int:
@@ -245,7 +262,7 @@ def control_variate(values, control, control_mean, coef=None) -> Estimate:
             f"values and control must both have shape (N,), got {tuple(f.shape)} "
             f"and {tuple(g.shape)}"
         )
-    mean_g = check_finite("control_mean", as_tensor("control_mean", control_mean, dtype=f.dtype))
+    mean_g = as_finite_tensor("control_mean", control_mean, dtype=f.dtype)
     if mean_g.dim() != 0:
         raise ValueError(f"control_mean must be a scalar, got shape {tuple(mean_g.shape)}")
     if isinstance(coef, bool):

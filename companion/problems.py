@@ -18,7 +18,7 @@ import numbers
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from ._validation import as_tensor, check_finite, describe
+from ._validation import as_finite_tensor, check_finite, describe
 
 
 __all__ = [
@@ -36,6 +36,7 @@ def _check_theta(theta, size: int) -> torch.Tensor:
                         f"{describe(theta)}")
     if theta.dim() == 0 or theta.shape[-1] != size:
         raise ValueError(f"theta must have shape (..., {size}), got shape {tuple(theta.shape)}")
+    check_finite("theta", theta.detach())
     return theta
 
 
@@ -49,6 +50,9 @@ def normal_dist(theta) -> Normal:
         torch.Size([4])
     """
     theta = _check_theta(theta, 2)
+    if not (theta[..., 1] > 0).all():
+        raise ValueError(f"theta[..., 1] is the scale σ and must be > 0, got minimum "
+                         f"{theta[..., 1].min().item()}")
     return Normal(theta[..., 0], theta[..., 1])
 
 
@@ -57,7 +61,7 @@ def normal_square_variance(loc, scale) -> torch.Tensor:
 
     Args:
         loc: μ, a number or tensor.
-        scale: σ, a number or tensor broadcastable with ``loc``.
+        scale: σ >= 0, a number or tensor broadcastable with ``loc``.
 
     Returns:
         A float64 tensor of the broadcast shape.
@@ -66,8 +70,16 @@ def normal_square_variance(loc, scale) -> torch.Tensor:
         >>> normal_square_variance(1.0, 1.0)
         tensor(6., dtype=torch.float64)
     """
-    mu = check_finite("loc", as_tensor("loc", loc, dtype=torch.float64))
-    sigma = check_finite("scale", as_tensor("scale", scale, dtype=torch.float64))
+    mu = as_finite_tensor("loc", loc, dtype=torch.float64)
+    sigma = as_finite_tensor("scale", scale, dtype=torch.float64)
+    if (sigma < 0).any():
+        raise ValueError(f"scale must be >= 0 (a standard deviation), got minimum "
+                         f"{sigma.min().item()}")
+    try:
+        torch.broadcast_shapes(mu.shape, sigma.shape)
+    except RuntimeError as err:
+        raise ValueError(f"loc and scale must broadcast together, got shapes "
+                         f"{tuple(mu.shape)} and {tuple(sigma.shape)}") from err
     return 4 * mu**2 * sigma**2 + 2 * sigma**4
 
 
@@ -129,5 +141,5 @@ def bernoulli_toy_gradient(logit, target: float) -> torch.Tensor:
         tensor(0.0250, dtype=torch.float64)
     """
     t = _check_target(target)
-    p = torch.sigmoid(check_finite("logit", as_tensor("logit", logit, dtype=torch.float64)))
+    p = torch.sigmoid(as_finite_tensor("logit", logit, dtype=torch.float64))
     return p * (1 - p) * (1 - 2 * t)

@@ -21,7 +21,13 @@ import torch
 from numpy.polynomial.hermite_e import hermegauss
 from numpy.polynomial.legendre import leggauss
 
-from ._validation import as_tensor, check_callable, check_finite, check_positive_int, describe
+from ._validation import (
+    as_finite_tensor,
+    check_callable,
+    check_finite,
+    check_positive_int,
+    describe,
+)
 
 __all__ = ["MAX_NODES", "gauss_hermite", "gaussian_expectation", "rayleigh_expectation"]
 
@@ -92,12 +98,16 @@ def gaussian_expectation(g, loc=0.0, scale=1.0, *, num_nodes: int = 80) -> torch
         5.0
     """
     check_callable("g", g)
-    loc = check_finite("loc", as_tensor("loc", loc, dtype=torch.float64))
-    scale = check_finite("scale", as_tensor("scale", scale, dtype=torch.float64))
+    loc = as_finite_tensor("loc", loc, dtype=torch.float64)
+    scale = as_finite_tensor("scale", scale, dtype=torch.float64)
     if not (scale > 0).all():
         raise ValueError(f"scale must be > 0 (a standard deviation), got minimum "
                          f"{scale.min().item()}")
-    shape = torch.broadcast_shapes(loc.shape, scale.shape)
+    try:
+        shape = torch.broadcast_shapes(loc.shape, scale.shape)
+    except RuntimeError as err:
+        raise ValueError(f"loc and scale must broadcast together, got shapes "
+                         f"{tuple(loc.shape)} and {tuple(scale.shape)}") from err
     nodes, weights = gauss_hermite(num_nodes)
     x = loc + scale * nodes.reshape(-1, *([1] * len(shape)))  # (K, *shape)
     return _apply(g, x, weights)

@@ -36,7 +36,14 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, RelaxedOneHotCategorical
 from torch.distributions.utils import clamp_probs
 
-from ._validation import check_allocation, check_bool, check_finite, check_positive_int, describe
+from ._validation import (
+    check_allocation,
+    check_bool,
+    check_device,
+    check_finite,
+    check_positive_int,
+    describe,
+)
 
 
 __all__ = [
@@ -150,10 +157,7 @@ def gumbel_noise(shape, generator: torch.Generator | None = None, *, dtype=None,
         if not isinstance(device, (str, torch.device)):
             raise TypeError(f"device must be a torch.device, a device string or None, "
                             f"got {describe(device)}")
-        try:
-            device = torch.device(device)
-        except RuntimeError as err:
-            raise ValueError(f"device must name a torch device, got {device!r}") from err
+        device = check_device("device", device)
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, "

@@ -99,7 +99,13 @@ def surrogate_objective(value, surrogate) -> torch.Tensor:
     for name, tensor in (("value", value), ("surrogate", surrogate)):
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"{name} must be a tensor, got {describe(tensor)}")
+        if tensor.is_complex():
+            raise TypeError(f"{name} must be real, got {describe(tensor)}")
+    if not surrogate.is_floating_point():  # an integer tensor carries no gradient
+        raise TypeError(f"surrogate must be a floating-point tensor, got {describe(surrogate)}")
     if value.shape != surrogate.shape:
         raise ValueError(f"value and surrogate must have the same shape, got "
                          f"{tuple(value.shape)} and {tuple(surrogate.shape)}")
+    check_finite("value", value.detach())
+    check_finite("surrogate", surrogate.detach())
     return value.detach() + (surrogate - surrogate.detach())

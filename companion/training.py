@@ -130,6 +130,23 @@ class History:
     test_elbo: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
 
+    def __post_init__(self):
+        for f in fields(self):
+            values = getattr(self, f.name)
+            if not isinstance(values, list):
+                raise TypeError(f"{f.name} must be a list of numbers, got {describe(values)}")
+            for i, value in enumerate(values):
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise TypeError(f"{f.name}[{i}] must be a real number, got {describe(value)}")
+                if not math.isfinite(value):
+                    raise ValueError(f"{f.name}[{i}] must be finite, got {value}")
+        if len(self.seconds) != len(self.train_elbo):
+            raise ValueError(f"train_elbo and seconds must hold one entry per epoch, got "
+                             f"{len(self.train_elbo)} and {len(self.seconds)}")
+        if len(self.test_elbo) not in (0, len(self.train_elbo)):
+            raise ValueError(f"test_elbo must be empty (no test_x) or hold one entry per epoch "
+                             f"({len(self.train_elbo)}), got {len(self.test_elbo)}")
+
     @property
     def epochs(self) -> int:
         return len(self.train_elbo)
@@ -242,17 +259,12 @@ def _check_history(path: Path, state: dict, epochs: int, has_test: bool) -> Hist
     epoch = state["epoch"]
     try:
         history = History(**state["history"])
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(
             f"checkpoint {str(path)!r}: its history has the fields "
             f"{describe(state['history'])}, expected "
-            f"{[f.name for f in fields(History)]}"
+            f"{[f.name for f in fields(History)]}, lists of finite numbers ({err})"
         ) from err
-    if not all(isinstance(getattr(history, f.name), list) for f in fields(History)):
-        raise ValueError(
-            f"checkpoint {str(path)!r}: its history is {describe(history)}, "
-            f"expected lists of numbers"
-        )
     if (
         isinstance(epoch, bool)
         or not isinstance(epoch, int)

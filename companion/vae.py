@@ -91,6 +91,12 @@ class VAE(nn.Module):
         self.data_dim = check_positive_int("data_dim", data_dim)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
+        # The largest weight is (H, max(D, H, 2L)): refuse it before nn.Linear allocates it.
+        sizes = {"hidden_dim": self.hidden_dim, "data_dim": self.data_dim,
+                 "latent_dim": 2 * self.latent_dim}
+        culprit = max(sizes, key=sizes.get)
+        check_allocation(culprit, getattr(self, culprit), self.hidden_dim * sizes[culprit]
+                         * torch.get_default_dtype().itemsize)
         self.encoder = _mlp(self.data_dim, self.hidden_dim, 2 * self.latent_dim)
         self.decoder = _mlp(self.latent_dim, self.hidden_dim, self.data_dim)
         # Buffers, so that .to(device) and .double() move the prior with the networks.
@@ -151,13 +157,16 @@ class VAE(nn.Module):
 
         Args:
             count: the caller's count: ``num_particles``, ``k``, ``num_images``, ...
-            batch: the number of images each draw is made for (1 for :meth:`sample`).
-            name: the argument's name in error messages.
+            batch: the number of images each draw is made for, >= 0 (1 for :meth:`sample`).
+            name: the argument's name in error messages, a string.
 
         Returns:
             ``count`` as an int.
         """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {describe(name)}")
         count = check_positive_int(name, count)
+        batch = check_positive_int("batch", batch, minimum=0)
         width = max(self.data_dim, self.hidden_dim, self.latent_dim)
         check_allocation(name, count, count * batch * width * self.prior_loc.element_size())
         return count
