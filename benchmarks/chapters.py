@@ -230,8 +230,11 @@ def main(argv=None) -> int:
         "book's, _build/.jupyter_cache)",
     )
     parser.add_argument("--no-cache", action="store_true", help="store nothing")
-    parser.add_argument("--skip-engine", action="store_true",
-                        help="skip the estimators' engine benchmark (benchmarks/estimator_engine.py)")
+    parser.add_argument(
+        "--skip-engine",
+        action="store_true",
+        help="skip the estimators' engine benchmark (benchmarks/estimator_engine.py)",
+    )
     parser.add_argument("--notebooks", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--executed", type=Path, help=argparse.SUPPRESS)

@@ -10,7 +10,8 @@ which has none, for the score function only), at N = 10^5 draws:
   with x = ``sample((N,))``.
 
 Target (issue: companion 1.0): every ratio at most 3. Each time is the best of ``--repeats``
-runs (the least disturbed). Then the peak memory of ``pathwise`` for θ of D = 3·10^4, 10^5 and 3·10^5
+runs (the least disturbed). Then the peak memory of ``pathwise`` for θ of
+D = 3·10^4, 10^5 and 3·10^5
 entries (a Normal per entry, f reading two of them, N = 100 draws), each in a fresh process,
 against the size of its (N, D) result: it must stay within a constant multiple (8x) of that
 result, so linear in D, and under 1 GiB at D = 10^5.
@@ -46,8 +47,13 @@ TEMPERATURE = torch.tensor(0.5)
 
 def _tril(t, offset):  # a 2x2 lower-triangular factor from 3 entries of θ, batched
     zero = torch.zeros_like(t[..., offset])
-    return torch.stack([torch.stack([t[..., offset], zero], -1),
-                        torch.stack([t[..., offset + 1], t[..., offset + 2]], -1)], -2)
+    return torch.stack(
+        [
+            torch.stack([t[..., offset], zero], -1),
+            torch.stack([t[..., offset + 1], t[..., offset + 2]], -1),
+        ],
+        -2,
+    )
 
 
 # name: (batched dist_fn, θ). Not here: Wishart, whose rsample((N,)) backward fails inside torch
@@ -66,14 +72,18 @@ CASES = {
     "Weibull": (lambda t: D.Weibull(t[..., 0], t[..., 1]), [1.0, 2.0]),
     "Pareto": (lambda t: D.Pareto(t[..., 0], t[..., 1]), [1.0, 3.0]),
     "Kumaraswamy": (lambda t: D.Kumaraswamy(t[..., 0], t[..., 1]), [2.0, 3.0]),
-    "GeneralizedPareto": (lambda t: D.GeneralizedPareto(t[..., 0], t[..., 1], t[..., 2]),
-                          [0.0, 1.0, 0.1]),
+    "GeneralizedPareto": (
+        lambda t: D.GeneralizedPareto(t[..., 0], t[..., 1], t[..., 2]),
+        [0.0, 1.0, 0.1],
+    ),
     "ContinuousBernoulli": (lambda t: D.ContinuousBernoulli(logits=t[..., 0]), [0.3]),
     # The temperature stays a constant: torch's RelaxedOneHotCategorical.log_prob broadcasts a
     # batched temperature wrongly.
     "RelaxedBernoulli": (lambda t: D.RelaxedBernoulli(TEMPERATURE, logits=t[..., 0]), [0.3]),
     "RelaxedOneHotCategorical": (
-        lambda t: D.RelaxedOneHotCategorical(TEMPERATURE, logits=t), [0.2, -0.1, 0.4]),
+        lambda t: D.RelaxedOneHotCategorical(TEMPERATURE, logits=t),
+        [0.2, -0.1, 0.4],
+    ),
     "LogisticNormal": (lambda t: D.LogisticNormal(t[..., :2], t[..., 2:]), [0.0, 0.5, 1.0, 1.0]),
     "Gamma": (lambda t: D.Gamma(t[..., 0], t[..., 1]), [2.0, 3.0]),
     "Chi2": (lambda t: D.Chi2(t[..., 0]), [3.0]),
@@ -82,11 +92,14 @@ CASES = {
     "StudentT": (lambda t: D.StudentT(t[..., 0], t[..., 1], t[..., 2]), [4.0, 0.0, 1.0]),
     "InverseGamma": (lambda t: D.InverseGamma(t[..., 0], t[..., 1]), [3.0, 1.0]),
     "FisherSnedecor": (lambda t: D.FisherSnedecor(t[..., 0], t[..., 1]), [3.0, 5.0]),
-    "MultivariateNormal": (lambda t: D.MultivariateNormal(t[..., :2], scale_tril=_tril(t, 2)),
-                           [0.3, -0.2, 1.2, 0.4, 0.8]),
+    "MultivariateNormal": (
+        lambda t: D.MultivariateNormal(t[..., :2], scale_tril=_tril(t, 2)),
+        [0.3, -0.2, 1.2, 0.4, 0.8],
+    ),
     "LowRankMultivariateNormal": (
         lambda t: D.LowRankMultivariateNormal(t[..., :2], t[..., 2:4, None], t[..., 4:]),
-        [0.0, 0.0, 1.0, 0.5, 1.0, 1.0]),
+        [0.0, 0.0, 1.0, 0.5, 1.0, 1.0],
+    ),
     "VonMises": (lambda t: D.VonMises(t[..., 0], t[..., 1]), [0.5, 2.0]),
 }
 
@@ -128,17 +141,35 @@ def measure_times(num_samples: int, repeats: int) -> list[dict]:
         theta = torch.tensor(values, dtype=torch.float64 if name == "Kumaraswamy" else None)
         n = num_samples
         has_rsample = dist_fn(theta).has_rsample
-        pairs = [("score", lambda: score_function(f, dist_fn, theta, n),
-                  lambda: plain_score(dist_fn, theta, n))]
+        pairs = [
+            (
+                "score",
+                lambda: score_function(f, dist_fn, theta, n),
+                lambda: plain_score(dist_fn, theta, n),
+            )
+        ]
         if has_rsample:
-            pairs.insert(0, ("pathwise", lambda: pathwise(f, dist_fn, theta, n),
-                             lambda: plain_pathwise(dist_fn, theta, n)))
+            pairs.insert(
+                0,
+                (
+                    "pathwise",
+                    lambda: pathwise(f, dist_fn, theta, n),
+                    lambda: plain_pathwise(dist_fn, theta, n),
+                ),
+            )
         for estimator, engine, plain in pairs:
             engine(), plain()  # warm-up
             t_engine, t_plain = best_time(engine, repeats), best_time(plain, repeats)
-            rows.append({"distribution": name, "estimator": estimator, "num_samples": n,
-                         "engine_s": t_engine, "plain_s": t_plain,
-                         "ratio": t_engine / t_plain})
+            rows.append(
+                {
+                    "distribution": name,
+                    "estimator": estimator,
+                    "num_samples": n,
+                    "engine_s": t_engine,
+                    "plain_s": t_plain,
+                    "ratio": t_engine / t_plain,
+                }
+            )
     return rows
 
 
@@ -154,43 +185,65 @@ def memory_child(size: int) -> None:
     before = _peak_rss_bytes()
     est = pathwise(two, dist_fn, torch.zeros(size), MEMORY_DRAWS)
     peak = _peak_rss_bytes() - before
-    print(json.dumps({"size": size, "peak_bytes": peak,
-                      "result_bytes": est.samples.numel() * est.samples.element_size()}))
+    print(
+        json.dumps(
+            {
+                "size": size,
+                "peak_bytes": peak,
+                "result_bytes": est.samples.numel() * est.samples.element_size(),
+            }
+        )
+    )
 
 
 def measure_memory() -> list[dict]:
     rows = []
     for size in MEMORY_SIZES:
-        out = subprocess.run([sys.executable, __file__, "--memory-child", str(size)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return rows
 
 
 def print_tables(times: list[dict], memory: list[dict]) -> None:
     print(f"Engine vs plain vectorized surrogate (best of runs; target ratio <= {RATIO_TARGET})")
-    print(f"{'distribution':26s} {'estimator':9s} {'N':>7s} {'engine ms':>10s} "
-          f"{'plain ms':>9s} {'ratio':>6s}")
+    print(
+        f"{'distribution':26s} {'estimator':9s} {'N':>7s} {'engine ms':>10s} "
+        f"{'plain ms':>9s} {'ratio':>6s}"
+    )
     for r in times:
-        print(f"{r['distribution']:26s} {r['estimator']:9s} {r['num_samples']:7d} "
-              f"{1e3 * r['engine_s']:10.2f} {1e3 * r['plain_s']:9.2f} {r['ratio']:6.2f}")
+        print(
+            f"{r['distribution']:26s} {r['estimator']:9s} {r['num_samples']:7d} "
+            f"{1e3 * r['engine_s']:10.2f} {1e3 * r['plain_s']:9.2f} {r['ratio']:6.2f}"
+        )
     print(f"\npathwise peak memory against the size of θ (N = {MEMORY_DRAWS} draws)")
     print(f"{'D':>8s} {'peak MiB':>9s} {'(N, D) result MiB':>18s} {'peak / result':>14s}")
     for r in memory:
-        print(f"{r['size']:8d} {r['peak_bytes'] / 2**20:9.1f} {r['result_bytes'] / 2**20:18.1f} "
-              f"{r['peak_bytes'] / r['result_bytes']:14.1f}")
+        print(
+            f"{r['size']:8d} {r['peak_bytes'] / 2**20:9.1f} {r['result_bytes'] / 2**20:18.1f} "
+            f"{r['peak_bytes'] / r['result_bytes']:14.1f}"
+        )
 
 
 def failures(times: list[dict], memory: list[dict]) -> list[str]:
-    bad = [f"{r['distribution']} {r['estimator']}: {r['ratio']:.2f}x the plain surrogate"
-           for r in times if r["ratio"] > RATIO_TARGET]
+    bad = [
+        f"{r['distribution']} {r['estimator']}: {r['ratio']:.2f}x the plain surrogate"
+        for r in times
+        if r["ratio"] > RATIO_TARGET
+    ]
     for r in memory:
         if r["size"] == 100_000 and r["peak_bytes"] > MEMORY_TARGET_BYTES:
             bad.append(f"D = {r['size']}: peak {r['peak_bytes'] / 2**20:.0f} MiB")
         # Linear in D: the peak stays within a constant multiple of the (N, D) result.
         if r["peak_bytes"] > MEMORY_PER_RESULT * r["result_bytes"]:
-            bad.append(f"D = {r['size']}: peak {r['peak_bytes'] / r['result_bytes']:.1f}x the "
-                       f"(N, D) result, more than {MEMORY_PER_RESULT}x")
+            bad.append(
+                f"D = {r['size']}: peak {r['peak_bytes'] / r['result_bytes']:.1f}x the "
+                f"(N, D) result, more than {MEMORY_PER_RESULT}x"
+            )
     return bad
 
 
@@ -211,9 +264,17 @@ def main() -> int:
     print_tables(times, memory)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"torch": torch.__version__, "machine": platform.machine(),
-                       "threads": torch.get_num_threads(), "times": times, "memory": memory},
-                      fh, indent=1)
+            json.dump(
+                {
+                    "torch": torch.__version__,
+                    "machine": platform.machine(),
+                    "threads": torch.get_num_threads(),
+                    "times": times,
+                    "memory": memory,
+                },
+                fh,
+                indent=1,
+            )
     bad = failures(times, memory)
     for line in bad:
         print("MISSED:", line)

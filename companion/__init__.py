@@ -66,9 +66,25 @@ from .surrogates import *  # noqa: F403
 from .training import *  # noqa: F403
 from .vae import *  # noqa: F403
 
-MODULES = (baselines, checks, data, diagrams, estimators, guide, measure_valued, montecarlo,
-           plotting, problems, quadrature, relaxations, reparam, seeding, surrogates, training,
-           vae)
+MODULES = (
+    baselines,
+    checks,
+    data,
+    diagrams,
+    estimators,
+    guide,
+    measure_valued,
+    montecarlo,
+    plotting,
+    problems,
+    quadrature,
+    relaxations,
+    reparam,
+    seeding,
+    surrogates,
+    training,
+    vae,
+)
 """The modules whose ``__all__`` make up the public API."""
 
 __all__ = sorted({name for module in MODULES for name in module.__all__})

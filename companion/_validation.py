@@ -114,9 +114,7 @@ def check_probability(name: str, value, *, open_interval: bool = True) -> float:
 def check_distribution(name: str, value) -> torch.distributions.Distribution:
     """Raise TypeError unless ``value`` is a ``torch.distributions.Distribution``."""
     if not isinstance(value, torch.distributions.Distribution):
-        raise TypeError(
-            f"{name} must be a torch.distributions.Distribution, got {describe(value)}"
-        )
+        raise TypeError(f"{name} must be a torch.distributions.Distribution, got {describe(value)}")
     return value
 
 
@@ -128,7 +126,7 @@ def check_callable(name: str, value):
 
 
 def check_bool(name: str, value) -> bool:
-    """Return ``value`` if it is exactly True or False (not "no", 0 or None), else raise TypeError."""
+    """Return ``value`` if it is exactly True or False (not "no", 0 or None), else TypeError."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {describe(value)}")
     return value
@@ -143,13 +141,15 @@ def check_device(name: str, device) -> torch.device:
     try:
         target = torch.device(device)
     except (RuntimeError, ValueError, TypeError) as err:
-        raise ValueError(f"{name} must name a torch device such as 'cpu' or 'cuda', "
-                         f"got {device!r}") from err
+        raise ValueError(
+            f"{name} must name a torch device such as 'cpu' or 'cuda', got {device!r}"
+        ) from err
     try:
         torch.empty(0, device=target)
     except Exception as err:  # RuntimeError, or AssertionError when torch lacks the backend
-        raise ValueError(f"{name}={device!r} cannot be used here ({type(err).__name__}: "
-                         f"{err})") from err
+        raise ValueError(
+            f"{name}={device!r} cannot be used here ({type(err).__name__}: {err})"
+        ) from err
     return target
 
 
@@ -201,14 +201,21 @@ def evaluate_f(f, x: torch.Tensor, num_samples: int, *, scalar: bool = True) -> 
     values = f(x)
     expected = f"({num_samples},)" if scalar else f"({num_samples}, ...)"
     if not isinstance(values, torch.Tensor):
-        raise TypeError(f"f must return a tensor of shape {expected}, one value per sample, "
-                        f"got {describe(values)}")
+        raise TypeError(
+            f"f must return a tensor of shape {expected}, one value per sample, "
+            f"got {describe(values)}"
+        )
     if values.is_complex():
         raise TypeError(f"f must return real values, got {describe(values)}")
-    if (values.shape != (num_samples,)) if scalar else (
-            values.dim() == 0 or values.shape[0] != num_samples):
-        raise ValueError(f"f must return one value per sample, shape {expected}, got shape "
-                         f"{tuple(values.shape)} for samples of shape {tuple(x.shape)}")
+    if (
+        (values.shape != (num_samples,))
+        if scalar
+        else (values.dim() == 0 or values.shape[0] != num_samples)
+    ):
+        raise ValueError(
+            f"f must return one value per sample, shape {expected}, got shape "
+            f"{tuple(values.shape)} for samples of shape {tuple(x.shape)}"
+        )
     check_finite("f(x)", values.detach())
     if not values.is_floating_point():
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
@@ -232,8 +239,7 @@ def is_boolean(value) -> bool:
     return False
 
 
-def check_real(name: str, value, *, positive: bool = False,
-               minimum: float | None = None) -> float:
+def check_real(name: str, value, *, positive: bool = False, minimum: float | None = None) -> float:
     """Return ``value`` as a finite float, or raise naming ``name``.
 
     Accepts a real number or a one-element real array or tensor (e.g. a 0-dim tensor);
@@ -243,7 +249,8 @@ def check_real(name: str, value, *, positive: bool = False,
     if is_boolean(value):
         raise TypeError(f"{name} must be a real number, got {describe(value)}")
     one_element = (isinstance(value, torch.Tensor) and value.numel() == 1) or (
-        isinstance(value, np.ndarray) and value.size == 1)
+        isinstance(value, np.ndarray) and value.size == 1
+    )
     if isinstance(value, numbers.Real):
         number = float(value)
     elif one_element:

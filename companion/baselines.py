@@ -17,7 +17,6 @@ import torch
 
 from ._validation import check_finite, check_positive_int, check_samples, describe
 
-
 __all__ = ["leave_one_out", "optimal_baseline", "centre"]
 
 
@@ -81,8 +80,9 @@ def optimal_baseline(f_values, scores) -> torch.Tensor:
     numerator = (f[:, None] * s2).mean(dim=0)
     denominator = s2.mean(dim=0)
     tiny = torch.finfo(s2.dtype).tiny
-    return torch.where(denominator > 0, numerator / denominator.clamp_min(tiny),
-                       torch.zeros_like(numerator))
+    return torch.where(
+        denominator > 0, numerator / denominator.clamp_min(tiny), torch.zeros_like(numerator)
+    )
 
 
 def centre(f_values, baseline, *, num_coordinates=None) -> torch.Tensor:
@@ -111,14 +111,16 @@ def centre(f_values, baseline, *, num_coordinates=None) -> torch.Tensor:
                 [2., 1.]])
     """
     if not isinstance(f_values, torch.Tensor) or not f_values.is_floating_point():
-        raise TypeError(f"f_values must be a floating-point tensor shaped (N, ...), got "
-                        f"{describe(f_values)}")
+        raise TypeError(
+            f"f_values must be a floating-point tensor shaped (N, ...), got {describe(f_values)}"
+        )
     f = check_finite("f_values", f_values.detach())
     if num_coordinates is not None:
         num_coordinates = check_positive_int("num_coordinates", num_coordinates)
     if num_coordinates is not None and f.dim() != 1:
-        raise ValueError(f"f_values must have shape (N,) with num_coordinates, got shape "
-                         f"{tuple(f.shape)}")
+        raise ValueError(
+            f"f_values must have shape (N,) with num_coordinates, got shape {tuple(f.shape)}"
+        )
     if baseline is None:
         return f
     if isinstance(baseline, str) and baseline == "loo":
@@ -134,11 +136,15 @@ def centre(f_values, baseline, *, num_coordinates=None) -> torch.Tensor:
                 return f[:, None] - b  # (N, D)
         elif _broadcasts(b.shape, f.shape):
             return f - b
-    expected = (f"a tensor of shape ({num_coordinates},), one constant per coordinate of theta"
-                if num_coordinates is not None
-                else f"a tensor broadcastable to f_values {tuple(f.shape)}")
-    raise ValueError(f"baseline must be None, a number, {expected}, or 'loo' (leave-one-out), "
-                     f"got {describe(baseline)}")
+    expected = (
+        f"a tensor of shape ({num_coordinates},), one constant per coordinate of theta"
+        if num_coordinates is not None
+        else f"a tensor broadcastable to f_values {tuple(f.shape)}"
+    )
+    raise ValueError(
+        f"baseline must be None, a number, {expected}, or 'loo' (leave-one-out), "
+        f"got {describe(baseline)}"
+    )
 
 
 def _broadcasts(shape, target) -> bool:

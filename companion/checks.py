@@ -86,8 +86,11 @@ def critical_z(false_alarm: float = DEFAULT_FALSE_ALARM, num_comparisons: int = 
     except OverflowError:  # an integer too large for a float
         q = 0.0
     if q == 0.0:
-        m = (str(num_comparisons) if num_comparisons < 10**20
-             else f"a {len(str(num_comparisons))}-digit integer")
+        m = (
+            str(num_comparisons)
+            if num_comparisons < 10**20
+            else f"a {len(str(num_comparisons))}-digit integer"
+        )
         raise ValueError(
             f"false_alarm / (2 num_comparisons) = {false_alarm} / (2 x {m}) underflows to 0: "
             f"use a larger false_alarm or fewer num_comparisons"
@@ -126,8 +129,10 @@ class CheckResult:
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
                 raise TypeError(f"{name} must be a floating-point tensor, got {describe(value)}")
             if value.shape != self.estimate.shape:
-                raise ValueError(f"{name} must have the shape of estimate "
-                                 f"{tuple(self.estimate.shape)}, got shape {tuple(value.shape)}")
+                raise ValueError(
+                    f"{name} must have the shape of estimate "
+                    f"{tuple(self.estimate.shape)}, got shape {tuple(value.shape)}"
+                )
             if name != "distance":  # a nonzero gap over a zero stderr is infinitely far
                 check_finite(name, value.detach())
             if name != "estimate" and name != "exact" and not (value >= 0).all():
@@ -291,12 +296,14 @@ def _stderr(value) -> torch.Tensor:
 def _check_not_empty(tensor: torch.Tensor, names: str) -> None:
     # torch's all() of nothing is True: an empty comparison would pass without checking.
     if tensor.numel() == 0:
-        raise ValueError(f"{names} must hold at least one value to compare, got shape "
-                         f"{tuple(tensor.shape)}")
+        raise ValueError(
+            f"{names} must hold at least one value to compare, got shape {tuple(tensor.shape)}"
+        )
 
 
-def check_mc(label: str, values, exact, *, false_alarm: float = DEFAULT_FALSE_ALARM,
-             verbose: bool = True) -> CheckResult:
+def check_mc(
+    label: str, values, exact, *, false_alarm: float = DEFAULT_FALSE_ALARM, verbose: bool = True
+) -> CheckResult:
     """Check that the mean of independent per-sample ``values`` estimates ``exact``.
 
     Shorthand for ``check_close(label, m.mean, exact, stderr=m.stderr)`` with
@@ -313,8 +320,14 @@ def check_mc(label: str, values, exact, *, false_alarm: float = DEFAULT_FALSE_AL
     verbose = check_bool("verbose", verbose)
     false_alarm = check_probability("false_alarm", false_alarm)
     estimate = summarize(values)
-    return check_close(label, estimate.mean, exact, stderr=estimate.stderr,
-                       false_alarm=false_alarm, verbose=verbose)
+    return check_close(
+        label,
+        estimate.mean,
+        exact,
+        stderr=estimate.stderr,
+        false_alarm=false_alarm,
+        verbose=verbose,
+    )
 
 
 @dataclass(frozen=True)
@@ -324,16 +337,26 @@ class BoundCheckResult(CheckResult):
 
     def __str__(self) -> str:
         mark = "✓" if self.passed else "✗ FAILED"
-        worst = (f"{self.distance.max().item():.2f} se short "
-                 f"(limit {self.limit.max().item():.2f} se)")
+        worst = (
+            f"{self.distance.max().item():.2f} se short (limit {self.limit.max().item():.2f} se)"
+        )
         if self.distance.numel() > 1:
             worst = "max " + worst
-        return (f"{mark} {self.label}: {_fmt(self.estimate)} ± {_fmt(self.stderr)} | "
-                f"at least {_fmt(self.exact)} | {worst}")
+        return (
+            f"{mark} {self.label}: {_fmt(self.estimate)} ± {_fmt(self.stderr)} | "
+            f"at least {_fmt(self.exact)} | {worst}"
+        )
 
 
-def check_at_least(label: str, estimate, bound, *, stderr,
-                   false_alarm: float = DEFAULT_FALSE_ALARM, verbose: bool = True) -> CheckResult:
+def check_at_least(
+    label: str,
+    estimate,
+    bound,
+    *,
+    stderr,
+    false_alarm: float = DEFAULT_FALSE_ALARM,
+    verbose: bool = True,
+) -> CheckResult:
     """One-sided check that a random ``estimate`` of a mean is not below ``bound``.
 
     For inequalities such as E[L_5] >= E[L_1] between bounds: passes when
@@ -356,7 +379,8 @@ def check_at_least(label: str, estimate, bound, *, stderr,
     false_alarm = check_probability("false_alarm", false_alarm)
     if false_alarm >= 0.5:
         raise ValueError(
-            f"false_alarm must be in (0, 0.5) for a one-sided check, got {false_alarm}")
+            f"false_alarm must be in (0, 0.5) for a one-sided check, got {false_alarm}"
+        )
     label = _check_label(label)
     verbose = check_bool("verbose", verbose)
     est = _values("estimate", estimate)
@@ -365,20 +389,31 @@ def check_at_least(label: str, estimate, bound, *, stderr,
     try:
         est, ref = torch.broadcast_tensors(est, ref)
     except RuntimeError as err:
-        raise ValueError(f"bound must broadcast to the shape of estimate {tuple(est.shape)}, "
-                         f"got shape {tuple(ref.shape)}") from err
+        raise ValueError(
+            f"bound must broadcast to the shape of estimate {tuple(est.shape)}, "
+            f"got shape {tuple(ref.shape)}"
+        ) from err
     try:
         se = torch.broadcast_to(se, est.shape)
     except RuntimeError as err:
-        raise ValueError(f"stderr must broadcast to the shape {tuple(est.shape)} of estimate "
-                         f"and bound, got shape {tuple(se.shape)}") from err
+        raise ValueError(
+            f"stderr must broadcast to the shape {tuple(est.shape)} of estimate "
+            f"and bound, got shape {tuple(se.shape)}"
+        ) from err
     _check_not_empty(est, "estimate, bound and stderr")
     z = critical_z(2 * false_alarm, est.numel())  # two-sided at 2α = one-sided at α
     short = (ref - est).clamp_min(0)
     distance = torch.where(short == 0, torch.zeros_like(short), short / se)
     limit = torch.full_like(short, z)
-    result = BoundCheckResult(label=label, estimate=est, exact=ref, stderr=se, distance=distance,
-                              limit=limit, passed=bool((distance <= limit).all()))
+    result = BoundCheckResult(
+        label=label,
+        estimate=est,
+        exact=ref,
+        stderr=se,
+        distance=distance,
+        limit=limit,
+        passed=bool((distance <= limit).all()),
+    )
     if verbose:
         print(result)
     if not result.passed:

@@ -105,8 +105,9 @@ class Dataset:
         shape = self.image_shape
         if not isinstance(shape, tuple):
             raise TypeError(f"image_shape must be a tuple (H, W), got {describe(shape)}")
-        if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
-                                      for s in shape):
+        if len(shape) != 2 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+        ):
             raise ValueError(f"image_shape must be (H, W) with positive integers, got {shape!r}")
         pixels = shape[0] * shape[1]
         for x_name, y_name in (("train_x", "train_y"), ("test_x", "test_y")):
@@ -114,17 +115,23 @@ class Dataset:
             if not isinstance(x, torch.Tensor) or not x.is_floating_point():
                 raise TypeError(f"{x_name} must be a floating-point tensor, got {describe(x)}")
             if x.dim() != 2 or x.shape[1] != pixels:
-                raise ValueError(f"{x_name} must have shape (n, H * W = {pixels}) for "
-                                 f"image_shape {shape}, got shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"{x_name} must have shape (n, H * W = {pixels}) for "
+                    f"image_shape {shape}, got shape {tuple(x.shape)}"
+                )
             check_finite(x_name, x)
             if x.numel() and (x.min() < 0 or x.max() > 1):
-                raise ValueError(f"{x_name} must hold values in [0, 1], got values in "
-                                 f"[{x.min().item():.4g}, {x.max().item():.4g}]")
+                raise ValueError(
+                    f"{x_name} must hold values in [0, 1], got values in "
+                    f"[{x.min().item():.4g}, {x.max().item():.4g}]"
+                )
             if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
                 raise TypeError(f"{y_name} must be an int64 tensor of labels, got {describe(y)}")
             if y.shape != (x.shape[0],):
-                raise ValueError(f"{y_name} must hold one label per row of {x_name}, shape "
-                                 f"({x.shape[0]},), got shape {tuple(y.shape)}")
+                raise ValueError(
+                    f"{y_name} must hold one label per row of {x_name}, shape "
+                    f"({x.shape[0]},), got shape {tuple(y.shape)}"
+                )
 
     def __repr__(self) -> str:
         return (

@@ -59,8 +59,11 @@ _WIDTH, _HEIGHT, _SPACING = 1.6, 0.7, 2.5  # node box size and centre-to-centre 
 def _check_inputs(ax, labels, cut_edge, detours, detour_labels):
     if not isinstance(ax, mpl.axes.Axes):
         raise TypeError(f"ax must be a matplotlib Axes, got {describe(ax)}")
-    if isinstance(labels, str) or not isinstance(labels, Sequence) or not all(
-            isinstance(label, str) for label in labels):
+    if (
+        isinstance(labels, str)
+        or not isinstance(labels, Sequence)
+        or not all(isinstance(label, str) for label in labels)
+    ):
         raise TypeError(f"labels must be a sequence of strings, got {describe(labels)}")
     if len(labels) < 2:
         raise ValueError(f"labels must name at least 2 nodes, got {len(labels)}")
@@ -68,28 +71,47 @@ def _check_inputs(ax, labels, cut_edge, detours, detour_labels):
         if isinstance(cut_edge, bool) or not isinstance(cut_edge, numbers.Integral):
             raise TypeError(f"cut_edge must be an edge index or None, got {describe(cut_edge)}")
         if not 0 <= cut_edge < len(labels) - 1:
-            raise ValueError(f"cut_edge must be in [0, {len(labels) - 2}] for {len(labels)} "
-                             f"nodes, got {cut_edge}")
+            raise ValueError(
+                f"cut_edge must be in [0, {len(labels) - 2}] for {len(labels)} "
+                f"nodes, got {cut_edge}"
+            )
     check_bool("detours", detours)
     if detours:
         if cut_edge is None or not 1 <= cut_edge <= len(labels) - 3:
-            raise ValueError("detours need a node before the cut edge and two after it "
-                             f"(1 <= cut_edge <= {len(labels) - 3}), got cut_edge={cut_edge}")
-        if (isinstance(detour_labels, str) or not isinstance(detour_labels, Sequence)
-                or len(detour_labels) != 2 or not all(isinstance(t, str) for t in detour_labels)):
-            raise TypeError("detour_labels must be two strings (score function, pathwise), "
-                            f"got {describe(detour_labels)}")
+            raise ValueError(
+                "detours need a node before the cut edge and two after it "
+                f"(1 <= cut_edge <= {len(labels) - 3}), got cut_edge={cut_edge}"
+            )
+        if (
+            isinstance(detour_labels, str)
+            or not isinstance(detour_labels, Sequence)
+            or len(detour_labels) != 2
+            or not all(isinstance(t, str) for t in detour_labels)
+        ):
+            raise TypeError(
+                "detour_labels must be two strings (score function, pathwise), "
+                f"got {describe(detour_labels)}"
+            )
 
 
 def _arrow(ax, start, end, kind, gid, **style):
-    arrow = FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, lw=1.6,
-                            color=GRAPH_COLORS[kind], gid=gid, **style)
+    arrow = FancyArrowPatch(
+        start,
+        end,
+        arrowstyle="-|>",
+        mutation_scale=12,
+        lw=1.6,
+        color=GRAPH_COLORS[kind],
+        gid=gid,
+        **style,
+    )
     ax.add_patch(arrow)
     return arrow
 
 
-def draw_computational_graph(ax, labels=GRAPH_LABELS, *, cut_edge=1, detours=True,
-                             detour_labels=DETOUR_LABELS):
+def draw_computational_graph(
+    ax, labels=GRAPH_LABELS, *, cut_edge=1, detours=True, detour_labels=DETOUR_LABELS
+):
     """Draw a chain of nodes with forward (data) and backward (gradient) arrows.
 
     Node i sits at x = 2.5 i. Forward arrows i → i+1 run above the centre line, backward arrows
@@ -121,40 +143,83 @@ def draw_computational_graph(ax, labels=GRAPH_LABELS, *, cut_edge=1, detours=Tru
     _check_inputs(ax, labels, cut_edge, detours, detour_labels)
     centres = [(_SPACING * i, 0.0) for i in range(len(labels))]
     for i, ((cx, cy), text) in enumerate(zip(centres, labels)):
-        ax.add_patch(FancyBboxPatch((cx - _WIDTH / 2, cy - _HEIGHT / 2), _WIDTH, _HEIGHT,
-                                    boxstyle="round,pad=0.04", fc="white", ec=COLORS["exact"],
-                                    lw=1.2, gid=f"node-{i}"))
+        ax.add_patch(
+            FancyBboxPatch(
+                (cx - _WIDTH / 2, cy - _HEIGHT / 2),
+                _WIDTH,
+                _HEIGHT,
+                boxstyle="round,pad=0.04",
+                fc="white",
+                ec=COLORS["exact"],
+                lw=1.2,
+                gid=f"node-{i}",
+            )
+        )
         ax.text(cx, cy, text, ha="center", va="center", fontsize=8.5, gid=f"label-{i}")
     for i in range(len(labels) - 1):
         left, right = centres[i][0] + _WIDTH / 2 + 0.06, centres[i + 1][0] - _WIDTH / 2 - 0.06
         _arrow(ax, (left, 0.12), (right, 0.12), "forward", f"forward-{i}")
         cut = i == cut_edge
-        _arrow(ax, (right, -0.12), (left, -0.12), "backward", f"backward-{i}",
-               linestyle="--" if cut else "-", alpha=0.45 if cut else 1.0)
+        _arrow(
+            ax,
+            (right, -0.12),
+            (left, -0.12),
+            "backward",
+            f"backward-{i}",
+            linestyle="--" if cut else "-",
+            alpha=0.45 if cut else 1.0,
+        )
         if cut:  # the cross and its explanation, on the gradient edge through sampling
             middle = (left + right) / 2
             ax.plot([middle], [-0.12], marker="X", ms=11, color=GRAPH_COLORS["cut"], gid="cut")
-            ax.text(middle, _HEIGHT / 2, "sample()", ha="center", va="bottom", fontsize=8,
-                    color=GRAPH_COLORS["cut"])
+            ax.text(
+                middle,
+                _HEIGHT / 2,
+                "sample()",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color=GRAPH_COLORS["cut"],
+            )
     if detours:
         c = cut_edge
         top, bottom = _HEIGHT / 2 + 0.08, -_HEIGHT / 2 - 0.08
         for kind, start, end, y, rad, text in (
-                ("score-function", c + 2, c, top, 0.35, detour_labels[0]),
-                ("pathwise", c + 1, c - 1, bottom, -0.35, detour_labels[1])):
-            _arrow(ax, (centres[start][0], y), (centres[end][0], y), kind, f"detour-{kind}",
-                   connectionstyle=f"arc3,rad={rad}")
+            ("score-function", c + 2, c, top, 0.35, detour_labels[0]),
+            ("pathwise", c + 1, c - 1, bottom, -0.35, detour_labels[1]),
+        ):
+            _arrow(
+                ax,
+                (centres[start][0], y),
+                (centres[end][0], y),
+                kind,
+                f"detour-{kind}",
+                connectionstyle=f"arc3,rad={rad}",
+            )
             sign = 1 if y > 0 else -1
             peak = abs(rad) * abs(centres[start][0] - centres[end][0]) / 2  # arc3's bulge
-            ax.text((centres[start][0] + centres[end][0]) / 2, y + sign * (peak + 0.08), text,
-                    ha="center", va="bottom" if sign > 0 else "top", fontsize=8.5,
-                    color=GRAPH_COLORS[kind])
-    handles = [Line2D([], [], color=GRAPH_COLORS["forward"], lw=1.6, label="data (forward)"),
-               Line2D([], [], color=GRAPH_COLORS["backward"], lw=1.6, label="gradients (backward)"),
-               Line2D([], [], color=GRAPH_COLORS["cut"], marker="X", ls="none",
-                      label="no gradient through sample()")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
-              fontsize=8)
+            ax.text(
+                (centres[start][0] + centres[end][0]) / 2,
+                y + sign * (peak + 0.08),
+                text,
+                ha="center",
+                va="bottom" if sign > 0 else "top",
+                fontsize=8.5,
+                color=GRAPH_COLORS[kind],
+            )
+    handles = [
+        Line2D([], [], color=GRAPH_COLORS["forward"], lw=1.6, label="data (forward)"),
+        Line2D([], [], color=GRAPH_COLORS["backward"], lw=1.6, label="gradients (backward)"),
+        Line2D(
+            [],
+            [],
+            color=GRAPH_COLORS["cut"],
+            marker="X",
+            ls="none",
+            label="no gradient through sample()",
+        ),
+    ]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8)
     ax.set_xlim(-_WIDTH / 2 - 0.2, centres[-1][0] + _WIDTH / 2 + 0.2)
     ax.set_ylim(-1.75, 1.75)
     ax.set_aspect("equal")

@@ -40,8 +40,10 @@ from .montecarlo import Estimate, summarize
 __all__ = ["score_function", "pathwise", "finite_difference", "per_sample_gradients"]
 
 
-_BATCHED_HINT = ("dist_fn must be batched: it receives θ of shape (D,) or (N, D) and must index "
-                 "the last dimension, e.g. lambda t: Normal(t[..., 0], t[..., 1]), not t[0]")
+_BATCHED_HINT = (
+    "dist_fn must be batched: it receives θ of shape (D,) or (N, D) and must index "
+    "the last dimension, e.g. lambda t: Normal(t[..., 0], t[..., 1]), not t[0]"
+)
 
 
 # ---------------------------------------------------------------- input checks
@@ -52,8 +54,9 @@ def _check_theta(theta) -> torch.Tensor:
     if not isinstance(theta, torch.Tensor) or not theta.is_floating_point():
         raise TypeError(f"theta must be a 1-D floating-point tensor, got {describe(theta)}")
     if theta.dim() != 1 or theta.numel() == 0:
-        raise ValueError(f"theta must be a 1-D tensor with at least one entry, got shape "
-                         f"{tuple(theta.shape)}")
+        raise ValueError(
+            f"theta must be a 1-D tensor with at least one entry, got shape {tuple(theta.shape)}"
+        )
     return check_finite("theta", theta.detach().clone())
 
 
@@ -61,12 +64,15 @@ def _make_dist(dist_fn, theta: torch.Tensor) -> torch.distributions.Distribution
     try:
         dist = dist_fn(theta)
     except ValueError as err:  # torch's argument validation: θ outside the constraints
-        raise ValueError(f"dist_fn(theta) refused theta of shape {tuple(theta.shape)}, "
-                         f"first row {theta.reshape(-1, theta.shape[-1])[0].tolist()}: is "
-                         f"theta a valid parameter of the distribution? ({err})") from err
+        raise ValueError(
+            f"dist_fn(theta) refused theta of shape {tuple(theta.shape)}, "
+            f"first row {theta.reshape(-1, theta.shape[-1])[0].tolist()}: is "
+            f"theta a valid parameter of the distribution? ({err})"
+        ) from err
     if not isinstance(dist, torch.distributions.Distribution):
-        raise TypeError("dist_fn(theta) must return a torch.distributions.Distribution, "
-                        f"got {describe(dist)}")
+        raise TypeError(
+            f"dist_fn(theta) must return a torch.distributions.Distribution, got {describe(dist)}"
+        )
     return dist
 
 
@@ -75,20 +81,19 @@ def _check_dist_fn(dist_fn, theta: torch.Tensor) -> torch.distributions.Distribu
     dist = _make_dist(dist_fn, theta)
     m = 3 if theta.shape[0] == 2 else 2  # a count that cannot be mistaken for D
     probe = _make_dist(dist_fn, theta.expand(m, -1))
-    if (probe.batch_shape != (m, *dist.batch_shape)
-            or probe.event_shape != dist.event_shape):
+    if probe.batch_shape != (m, *dist.batch_shape) or probe.event_shape != dist.event_shape:
         raise ValueError(
             f"{_BATCHED_HINT}; for θ of shape {tuple(theta.shape)} it gave batch shape "
             f"{tuple(dist.batch_shape)}, but for {m} copies, shape ({m}, {theta.shape[0]}), "
-            f"batch shape {tuple(probe.batch_shape)} instead of ({m}, *batch_shape)")
+            f"batch shape {tuple(probe.batch_shape)} instead of ({m}, *batch_shape)"
+        )
     return dist
 
 
 def _check_size(num_samples: int, theta: torch.Tensor, dist) -> None:
     """Refuse, before allocating, N draws or an (N, D) gradient that cannot fit in memory."""
     per_draw = max(dist.batch_shape.numel() * dist.event_shape.numel(), theta.numel())
-    check_allocation("num_samples", num_samples,
-                     num_samples * per_draw * theta.element_size())
+    check_allocation("num_samples", num_samples, num_samples * per_draw * theta.element_size())
 
 
 def _check_common(f, dist_fn, theta, num_samples):
@@ -144,36 +149,40 @@ def per_sample_gradients(fn, theta, num_samples) -> Estimate:
     return _rows(fn, theta, num_samples, what="fn(theta)")
 
 
-def _rows(fn, theta: torch.Tensor, num_samples: int, *, what: str,
-          probe: bool = True) -> Estimate:
+def _rows(fn, theta: torch.Tensor, num_samples: int, *, what: str, probe: bool = True) -> Estimate:
     """The engine of :func:`per_sample_gradients`; ``what`` names fn in error messages.
 
     ``probe=False`` skips the extra backward pass that checks that value n depends on copy n
     only, for callers that have checked it another way (:func:`pathwise` checks f on a
     sub-batch; a batched ``dist_fn``'s log-density is per row by construction).
     """
-    check_allocation("num_samples", num_samples,
-                     num_samples * theta.numel() * theta.element_size())
+    check_allocation("num_samples", num_samples, num_samples * theta.numel() * theta.element_size())
     with torch.enable_grad():
         copies = theta.expand(num_samples, -1).requires_grad_(True)  # (N, D), a view of θ
         values = fn(copies)
         _check_values(values, num_samples, what)
         if not values.requires_grad:
-            raise ValueError(f"{what} returned values that do not depend on theta: the "
-                             "gradient would be a silent zero (was theta detached?)")
+            raise ValueError(
+                f"{what} returned values that do not depend on theta: the "
+                "gradient would be a silent zero (was theta detached?)"
+            )
         if probe:
             _probe_rows(values, copies, what)
         (grads,) = torch.autograd.grad(values.sum(), copies, allow_unused=True)
     if grads is None:
-        raise ValueError(f"{what} returned values that do not depend on theta: the "
-                         "gradient would be a silent zero (was theta detached?)")
+        raise ValueError(
+            f"{what} returned values that do not depend on theta: the "
+            "gradient would be a silent zero (was theta detached?)"
+        )
     bad = None if torch.isfinite(grads.sum()) else ~torch.isfinite(grads).all(dim=1)
     if bad is not None and bad.any():
         n = int(bad.nonzero()[0])
-        raise ValueError(f"the gradient of {what} is not finite for {int(bad.sum())} of "
-                         f"{num_samples} draws (first: draw {n}, gradient {grads[n].tolist()}); "
-                         f"in {theta.dtype} the draw may be at the edge of the support: try "
-                         "float64 theta")
+        raise ValueError(
+            f"the gradient of {what} is not finite for {int(bad.sum())} of "
+            f"{num_samples} draws (first: draw {n}, gradient {grads[n].tolist()}); "
+            f"in {theta.dtype} the draw may be at the edge of the support: try "
+            "float64 theta"
+        )
     return summarize(grads)
 
 
@@ -181,14 +190,16 @@ def _probe_rows(values: torch.Tensor, copies: torch.Tensor, what: str) -> None:
     """Refuse values where y_j depends on a copy other than j (one extra backward pass)."""
     j = values.shape[0] // 2  # middle row: catches global, prefix and suffix mixing alike
     (probe,) = torch.autograd.grad(values[j], copies, retain_graph=True, allow_unused=True)
-    if probe is not None and (torch.cat([probe[:j], probe[j + 1:]]) != 0).any():
+    if probe is not None and (torch.cat([probe[:j], probe[j + 1 :]]) != 0).any():
         raise ValueError(_mixing(what, j))
 
 
 def _mixing(what: str, j: int) -> str:
-    return (f"{what} must act on each sample separately: value n may depend on draw n only, "
-            f"but value {j} depends on other draws (e.g. the values are centred or normalized "
-            "over the batch); per-sample gradients and their standard error would be wrong")
+    return (
+        f"{what} must act on each sample separately: value n may depend on draw n only, "
+        f"but value {j} depends on other draws (e.g. the values are centred or normalized "
+        "over the batch); per-sample gradients and their standard error would be wrong"
+    )
 
 
 def _check_rowwise(f, x: torch.Tensor, values: torch.Tensor) -> None:
@@ -200,17 +211,23 @@ def _check_rowwise(f, x: torch.Tensor, values: torch.Tensor) -> None:
         before = values.detach()[rows]
     tol = torch.finfo(values.dtype).eps ** 0.5 * (1 + before.abs())
     if not ((again - before).abs() <= tol).all():
-        raise ValueError(_mixing("f", int(rows[0])) + "; f of three rows alone gave "
-                         f"{again.tolist()}, f of the whole batch {before.tolist()} there")
+        raise ValueError(
+            _mixing("f", int(rows[0])) + "; f of three rows alone gave "
+            f"{again.tolist()}, f of the whole batch {before.tolist()} there"
+        )
 
 
 def _check_values(values, num_samples: int, what: str) -> None:
     if not isinstance(values, torch.Tensor) or not values.is_floating_point():
-        raise TypeError(f"{what} must be a floating-point tensor of shape ({num_samples},), "
-                        f"got {describe(values)}")
+        raise TypeError(
+            f"{what} must be a floating-point tensor of shape ({num_samples},), "
+            f"got {describe(values)}"
+        )
     if values.shape != (num_samples,):
-        raise ValueError(f"{what} must hold one value per copy of theta, shape "
-                         f"({num_samples},), got shape {tuple(values.shape)}")
+        raise ValueError(
+            f"{what} must hold one value per copy of theta, shape "
+            f"({num_samples},), got shape {tuple(values.shape)}"
+        )
     check_finite(what, values.detach())
 
 
@@ -262,8 +279,13 @@ def score_function(f, dist_fn, theta, num_samples, *, baseline=None) -> Estimate
         x = dist.sample((num_samples,))  # (N, *batch_shape, *event_shape), no path to θ
         values = evaluate_f(f, x, num_samples).to(theta.dtype)  # (N,)
     centred = centre(values, baseline, num_coordinates=theta.shape[0])  # (N,) or (N, D)
-    scores = _rows(lambda t: _flat_log_prob(_make_dist(dist_fn, t), x, num_samples), theta,
-                   num_samples, what="log p(x; θ) of dist_fn(theta)", probe=False).samples
+    scores = _rows(
+        lambda t: _flat_log_prob(_make_dist(dist_fn, t), x, num_samples),
+        theta,
+        num_samples,
+        what="log p(x; θ) of dist_fn(theta)",
+        probe=False,
+    ).samples
     return summarize(centred[:, None] * scores if centred.dim() == 1 else centred * scores)
 
 
@@ -314,27 +336,32 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
         raise ValueError(
             f"dist_fn(theta) returned a {type(dist).__name__}, which has no reparameterized "
             "sampler (has_rsample is False); use score_function, which works for any "
-            "distribution, or finite_difference")
+            "distribution, or finite_difference"
+        )
     if getattr(dist.support, "is_discrete", False):
         raise ValueError(
             f"dist_fn(theta) returned a {type(dist).__name__}, whose support is discrete: its "
             "rsample is a straight-through surrogate, a biased estimator, not the pathwise "
             "one; use score_function, or per_sample_gradients to compute the "
-            "straight-through estimate deliberately")
+            "straight-through estimate deliberately"
+        )
     _check_size(num_samples, theta, dist)
 
     def values(copies):  # f(x(θ_n, ε_n)), one fresh draw per copy of θ
         x = _make_dist(dist_fn, copies).rsample()  # (N, *batch_shape, *event_shape)
         if not x.requires_grad:
-            raise ValueError("dist_fn(theta).rsample() returned draws without a graph to "
-                             "theta (did dist_fn detach theta, or build the distribution "
-                             "from constants?); the pathwise gradient would be a silent zero")
+            raise ValueError(
+                "dist_fn(theta).rsample() returned draws without a graph to "
+                "theta (did dist_fn detach theta, or build the distribution "
+                "from constants?); the pathwise gradient would be a silent zero"
+            )
         y = evaluate_f(f, x, num_samples)
         if not y.requires_grad:
             raise ValueError(
                 "f(x) has no differentiable path from x (f detached x, or returned integers "
                 "or booleans, e.g. a step function): its pathwise gradient would be a silent "
-                "zero, not ∇θ E[f]; use score_function or finite_difference")
+                "zero, not ∇θ E[f]; use score_function or finite_difference"
+            )
         _check_rowwise(f, x, y)
         return y.to(theta.dtype)
 
@@ -344,7 +371,8 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
             "every per-sample pathwise gradient is exactly 0: f is piecewise constant in x "
             "(floor, round, sign, a step) or does not depend on x where it is drawn; its "
             "pathwise gradient is 0 with standard error 0, not ∇θ E[f]: use score_function or "
-            "finite_difference")
+            "finite_difference"
+        )
     return est
 
 
@@ -371,12 +399,14 @@ def _check_step(step, theta: torch.Tensor) -> float:
         d = int(((plus == minus) | ~torch.isfinite(plus - minus)).nonzero()[0])
         raise ValueError(
             f"step={step} cannot be resolved at theta[{d}] = {theta[d].item()} in "
-            f"{theta.dtype}: θ + h and θ - h round to the same number; use a larger step")
+            f"{theta.dtype}: θ + h and θ - h round to the same number; use a larger step"
+        )
     return float(step)
 
 
-def finite_difference(f, dist_fn, theta, num_samples, *, step=1e-3,
-                      common_random_numbers=True) -> Estimate:
+def finite_difference(
+    f, dist_fn, theta, num_samples, *, step=1e-3, common_random_numbers=True
+) -> Estimate:
     """Central finite-difference estimate of ∇θ E_{x~p(x;θ)}[f(x)], one coordinate at a time.
 
     For each coordinate d, with e_d the d-th unit vector and step h,
@@ -427,12 +457,14 @@ def finite_difference(f, dist_fn, theta, num_samples, *, step=1e-3,
             shift[d] = step
             plus, minus = theta + shift, theta - shift
             try:
-                difference = (_values_at(f, dist_fn, plus, num_samples, seed)
-                              - _values_at(f, dist_fn, minus, num_samples, seed))  # (N,)
+                difference = _values_at(f, dist_fn, plus, num_samples, seed) - _values_at(
+                    f, dist_fn, minus, num_samples, seed
+                )  # (N,)
             except ValueError as err:
                 if "f must" in str(err) or "f(x)" in str(err):
                     raise
-                raise ValueError(f"step={step}: θ ± h e_{d} is not a valid parameter of "
-                                 f"dist_fn ({err})") from err
+                raise ValueError(
+                    f"step={step}: θ ± h e_{d} is not a valid parameter of dist_fn ({err})"
+                ) from err
             columns.append(difference / (plus[d] - minus[d]))
     return summarize(torch.stack(columns, dim=1))

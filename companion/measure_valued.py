@@ -50,16 +50,19 @@ def _check_parameters(loc, scale) -> tuple[torch.Tensor, torch.Tensor]:
     loc = as_finite_tensor("loc", loc)
     scale = as_finite_tensor("scale", scale, dtype=loc.dtype).to(loc.device)
     if loc.dim() > 1:
-        raise ValueError(f"loc must be a number or a 1-D tensor of shape (D,), got shape "
-                         f"{tuple(loc.shape)}")
+        raise ValueError(
+            f"loc must be a number or a 1-D tensor of shape (D,), got shape {tuple(loc.shape)}"
+        )
     if scale.shape != loc.shape:
-        raise ValueError(f"scale must have the shape of loc {tuple(loc.shape)}, got shape "
-                         f"{tuple(scale.shape)}")
+        raise ValueError(
+            f"scale must have the shape of loc {tuple(loc.shape)}, got shape {tuple(scale.shape)}"
+        )
     if loc.numel() == 0:
         raise ValueError("loc must hold at least one entry, got an empty tensor")
     if not (scale > 0).all():
-        raise ValueError(f"scale must be > 0 (a standard deviation), got minimum "
-                         f"{scale.min().item()}")
+        raise ValueError(
+            f"scale must be > 0 (a standard deviation), got minimum {scale.min().item()}"
+        )
     return loc.clone(), scale.clone()
 
 
@@ -69,8 +72,10 @@ def _check_noise(noise, shape, coupled, loc):
         raise TypeError(f"noise must be a tuple (eps, w_plus, w_minus), got {describe(noise)}")
     eps, w_plus, w_minus = noise
     if coupled and w_minus is not None:
-        raise ValueError("with coupled=True the negative part reuses w_plus: pass "
-                         "noise=(eps, w_plus, None), or coupled=False")
+        raise ValueError(
+            "with coupled=True the negative part reuses w_plus: pass "
+            "noise=(eps, w_plus, None), or coupled=False"
+        )
     if not coupled and w_minus is None:
         raise ValueError("with coupled=False, noise must hold w_minus as its third entry")
     named = {"eps": eps, "w_plus": w_plus, "w_minus": w_plus if coupled else w_minus}
@@ -79,16 +84,19 @@ def _check_noise(noise, shape, coupled, loc):
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             raise TypeError(f"noise {name} must be a floating-point tensor, got {describe(value)}")
         if tuple(value.shape) != shape:
-            raise ValueError(f"noise {name} must have shape (num_samples, *loc.shape) = {shape}, "
-                             f"got {tuple(value.shape)}")
+            raise ValueError(
+                f"noise {name} must have shape (num_samples, *loc.shape) = {shape}, "
+                f"got {tuple(value.shape)}"
+            )
         out.append(check_finite(f"noise {name}", value.detach().to(loc)))
     if (out[1] < 0).any() or (out[2] < 0).any():
         raise ValueError("noise w_plus and w_minus must be Rayleigh draws, >= 0")
     return out
 
 
-def measure_valued_gaussian_mean(f, loc, scale, num_samples, *, coupled=True,
-                                 noise=None) -> Estimate:
+def measure_valued_gaussian_mean(
+    f, loc, scale, num_samples, *, coupled=True, noise=None
+) -> Estimate:
     """Measure-valued estimate of ∇μ E_{x~N(μ, diag σ²)}[f(x)], one coordinate at a time.
 
     For coordinate d, with x_n ~ N(μ, diag σ²) and x_n^{±} equal to x_n except for
@@ -138,7 +146,7 @@ def measure_valued_gaussian_mean(f, loc, scale, num_samples, *, coupled=True,
     else:
         eps, w_plus, w_minus = _check_noise(noise, shape, coupled, loc)
     flat_loc, flat_scale = loc.reshape(-1), scale.reshape(-1)  # (D,)
-    base = (flat_loc + flat_scale * eps.reshape(num_samples, -1))  # x_n, (N, D)
+    base = flat_loc + flat_scale * eps.reshape(num_samples, -1)  # x_n, (N, D)
     w_plus, w_minus = w_plus.reshape(num_samples, -1), w_minus.reshape(num_samples, -1)
     constant = 1.0 / (flat_scale * math.sqrt(2 * math.pi))  # c_d = 1 / (σ_d √(2π))
     columns = []
@@ -147,8 +155,9 @@ def measure_valued_gaussian_mean(f, loc, scale, num_samples, *, coupled=True,
             plus, minus = base.clone(), base.clone()
             plus[:, d] = flat_loc[d] + flat_scale[d] * w_plus[:, d]  # a draw from p⁺
             minus[:, d] = flat_loc[d] - flat_scale[d] * w_minus[:, d]  # a draw from p⁻
-            difference = (evaluate_f(f, plus.reshape(shape), num_samples)
-                          - evaluate_f(f, minus.reshape(shape), num_samples)).to(loc.dtype)
+            difference = (
+                evaluate_f(f, plus.reshape(shape), num_samples)
+                - evaluate_f(f, minus.reshape(shape), num_samples)
+            ).to(loc.dtype)
             columns.append(constant[d] * difference)
     return summarize(torch.stack(columns, dim=1))  # (N, D)
-

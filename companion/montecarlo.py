@@ -23,17 +23,16 @@ import torch
 from ._validation import (
     as_finite_tensor,
     as_tensor,
+    check_allocation,
     check_callable,
     check_distribution,
     check_finite,
     check_positive_int,
     check_probability,
-    check_allocation,
     check_samples,
     describe,
     evaluate_f,
 )
-
 
 __all__ = [
     "Estimate",
@@ -68,13 +67,17 @@ class Estimate:
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
                 raise TypeError(f"{name} must be a floating-point tensor, got {describe(value)}")
         if self.stderr.shape != self.mean.shape:
-            raise ValueError(f"stderr must have the shape of mean {tuple(self.mean.shape)}, got "
-                             f"shape {tuple(self.stderr.shape)}")
+            raise ValueError(
+                f"stderr must have the shape of mean {tuple(self.mean.shape)}, got "
+                f"shape {tuple(self.stderr.shape)}"
+            )
         shape = self.samples.shape
         if len(shape) == 0 or (shape[1:] != self.mean.shape and shape != self.mean.shape):
-            raise ValueError(f"samples must have shape (N, *mean.shape), mean.shape = "
-                             f"{tuple(self.mean.shape)} (or mean's shape, for a running mean), "
-                             f"got shape {tuple(shape)}")
+            raise ValueError(
+                f"samples must have shape (N, *mean.shape), mean.shape = "
+                f"{tuple(self.mean.shape)} (or mean's shape, for a running mean), "
+                f"got shape {tuple(shape)}"
+            )
 
     @property
     def num_samples(self) -> int:
@@ -272,6 +275,8 @@ def control_variate(values, control, control_mean, coef=None) -> Estimate:
         coef = ((f - f.mean()) * gc).sum() / (gc**2).sum().clamp_min(torch.finfo(f.dtype).tiny)
     coef = check_finite("coef", as_tensor("coef", coef, dtype=f.dtype))
     if coef.dim() != 0:
-        raise ValueError(f"coef must be a scalar (one coefficient for every sample), got shape "
-                         f"{tuple(coef.shape)}")
+        raise ValueError(
+            f"coef must be a scalar (one coefficient for every sample), got shape "
+            f"{tuple(coef.shape)}"
+        )
     return summarize(f - coef * (g - mean_g))

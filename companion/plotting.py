@@ -81,8 +81,9 @@ def _axes(ax):
 def _numpy(name, value) -> np.ndarray:
     """A finite float64 NumPy array of real values (booleans refused), or raise naming ``name``."""
     if is_boolean(value):
-        raise TypeError(f"{name} must be a number, array or tensor of real values, "
-                        f"got {describe(value)}")
+        raise TypeError(
+            f"{name} must be a number, array or tensor of real values, got {describe(value)}"
+        )
     return check_finite(name, as_tensor(name, value, dtype=torch.float64)).cpu().numpy()
 
 
@@ -92,8 +93,9 @@ def _label(label) -> str:
     return label
 
 
-def plot_running_mean(ax, running: Estimate, exact=None, *, label: str = "running mean",
-                      level: float = 0.95):
+def plot_running_mean(
+    ax, running: Estimate, exact=None, *, label: str = "running mean", level: float = 0.95
+):
     """Plot a running mean against n with its confidence band, and the exact value.
 
     Args:
@@ -109,9 +111,13 @@ def plot_running_mean(ax, running: Estimate, exact=None, *, label: str = "runnin
         ``ax``.
     """
     ax = _axes(ax)
-    if (not isinstance(running, Estimate) or not isinstance(running.mean, torch.Tensor)
-            or not isinstance(running.stderr, torch.Tensor) or running.mean.dim() != 1
-            or running.stderr.shape != running.mean.shape):
+    if (
+        not isinstance(running, Estimate)
+        or not isinstance(running.mean, torch.Tensor)
+        or not isinstance(running.stderr, torch.Tensor)
+        or running.mean.dim() != 1
+        or running.stderr.shape != running.mean.shape
+    ):
         raise TypeError(
             f"running must be an Estimate from running_mean with mean and stderr shaped (N,), "
             f"got {describe(running)}"
@@ -130,8 +136,9 @@ def plot_running_mean(ax, running: Estimate, exact=None, *, label: str = "runnin
     lower = _numpy("lower", lower.nan_to_num())
     upper = _numpy("upper", upper.nan_to_num())
     # Everything is checked: draw.
-    ax.fill_between(n, lower, upper, where=n > 1, color=COLORS["band"], alpha=0.5,
-                    label=f"{level:.0%} interval")
+    ax.fill_between(
+        n, lower, upper, where=n > 1, color=COLORS["band"], alpha=0.5, label=f"{level:.0%} interval"
+    )
     ax.plot(n, mean, color=COLORS["estimate"], lw=1.2, label=label)
     if exact is not None:
         ax.axhline(exact, color=COLORS["exact"], ls="--", lw=1, label="exact")
@@ -175,8 +182,9 @@ def plot_rate(ax, num_samples, errors, sigma=None, *, label: str = "measured"):
     ax.loglog(n, e, "o", color=COLORS["estimate"], label=label)
     if sigma is not None:
         grid = np.geomspace(n.min(), n.max(), 100)
-        ax.loglog(grid, sigma / np.sqrt(grid), "--", color=COLORS["exact"],
-                  label=r"$\sigma/\sqrt{N}$")
+        ax.loglog(
+            grid, sigma / np.sqrt(grid), "--", color=COLORS["exact"], label=r"$\sigma/\sqrt{N}$"
+        )
     ax.set_xlabel("number of samples $N$")
     ax.set_ylabel("error")
     ax.legend()
@@ -204,7 +212,8 @@ def plot_intervals(ax, lower, upper, exact, *, max_shown: int = 100):
     lo, hi = _numpy("lower", lower), _numpy("upper", upper)
     if lo.ndim != 1 or hi.shape != lo.shape:
         raise ValueError(
-            f"lower and upper must both have shape (R,), got {lo.shape} and {hi.shape}")
+            f"lower and upper must both have shape (R,), got {lo.shape} and {hi.shape}"
+        )
     if lo.shape[0] == 0:
         raise ValueError("lower and upper must hold at least one interval, got shape (0,)")
     if (lo > hi).any():
@@ -217,8 +226,14 @@ def plot_intervals(ax, lower, upper, exact, *, max_shown: int = 100):
     index = np.arange(len(lo))
     # Everything is checked: draw.
     for mask, key, text in ((covers, "good", "covers"), (~covers, "bad", "misses")):
-        ax.vlines(index[mask], lo[mask], hi[mask], color=COLORS[key], lw=1.5,
-                  label=f"{text} ({mask.sum()})")
+        ax.vlines(
+            index[mask],
+            lo[mask],
+            hi[mask],
+            color=COLORS[key],
+            lw=1.5,
+            label=f"{text} ({mask.sum()})",
+        )
     ax.axhline(exact, color=COLORS["exact"], ls="--", lw=1, label="exact")
     ax.set_xlabel("repetition")
     ax.legend(loc="upper right")
@@ -244,22 +259,26 @@ def plot_images(ax, images, image_shape, *, ncols: int = 10, pad: int = 1):
     ax = _axes(ax)
     x = _numpy("images", images)
     if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, (tuple, list)):
-        raise TypeError(f"image_shape must be a tuple (H, W) of positive integers, "
-                        f"got {describe(image_shape)}")
+        raise TypeError(
+            f"image_shape must be a tuple (H, W) of positive integers, got {describe(image_shape)}"
+        )
     if len(image_shape) != 2 or not all(
-            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
-            for s in image_shape):
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in image_shape
+    ):
         raise ValueError(f"image_shape must be (H, W) with positive integers, got {image_shape!r}")
     h, w = (int(s) for s in image_shape)
     if x.ndim != 2 or x.shape[1] != h * w:
-        raise ValueError(f"images must have shape (n, {h * w}) for image_shape {(h, w)}, "
-                         f"got {x.shape}")
+        raise ValueError(
+            f"images must have shape (n, {h * w}) for image_shape {(h, w)}, got {x.shape}"
+        )
     n = x.shape[0]
     if n == 0:
         raise ValueError(f"images must hold at least one image, got shape {x.shape}")
     if x.min() < 0.0 or x.max() > 1.0:
-        raise ValueError(f"images must hold values in [0, 1] (intensities or probabilities), "
-                         f"got values in [{x.min():.4g}, {x.max():.4g}]")
+        raise ValueError(
+            f"images must hold values in [0, 1] (intensities or probabilities), "
+            f"got values in [{x.min():.4g}, {x.max():.4g}]"
+        )
     ncols = check_positive_int("ncols", ncols)
     pad = check_positive_int("pad", pad, minimum=0)
     rows = -(-n // ncols)
@@ -270,7 +289,7 @@ def plot_images(ax, images, image_shape, *, ncols: int = 10, pad: int = 1):
     for i in range(n):  # a handful of small images: a loop is clearest
         r, c = divmod(i, ncols)
         top, left = pad + r * (h + pad), pad + c * (w + pad)
-        grid[top:top + h, left:left + w] = x[i].reshape(h, w)
+        grid[top : top + h, left : left + w] = x[i].reshape(h, w)
     # Everything is checked: draw.
     ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])

@@ -20,7 +20,6 @@ from torch.distributions import Bernoulli, Normal
 
 from ._validation import as_finite_tensor, check_finite, describe
 
-
 __all__ = [
     "normal_dist",
     "normal_square_variance",
@@ -32,8 +31,9 @@ __all__ = [
 
 def _check_theta(theta, size: int) -> torch.Tensor:
     if not isinstance(theta, torch.Tensor) or not theta.is_floating_point():
-        raise TypeError(f"theta must be a floating-point tensor of shape (..., {size}), got "
-                        f"{describe(theta)}")
+        raise TypeError(
+            f"theta must be a floating-point tensor of shape (..., {size}), got {describe(theta)}"
+        )
     if theta.dim() == 0 or theta.shape[-1] != size:
         raise ValueError(f"theta must have shape (..., {size}), got shape {tuple(theta.shape)}")
     check_finite("theta", theta.detach())
@@ -51,8 +51,10 @@ def normal_dist(theta) -> Normal:
     """
     theta = _check_theta(theta, 2)
     if not (theta[..., 1] > 0).all():
-        raise ValueError(f"theta[..., 1] is the scale σ and must be > 0, got minimum "
-                         f"{theta[..., 1].min().item()}")
+        raise ValueError(
+            f"theta[..., 1] is the scale σ and must be > 0, got minimum "
+            f"{theta[..., 1].min().item()}"
+        )
     return Normal(theta[..., 0], theta[..., 1])
 
 
@@ -73,13 +75,16 @@ def normal_square_variance(loc, scale) -> torch.Tensor:
     mu = as_finite_tensor("loc", loc, dtype=torch.float64)
     sigma = as_finite_tensor("scale", scale, dtype=torch.float64)
     if (sigma < 0).any():
-        raise ValueError(f"scale must be >= 0 (a standard deviation), got minimum "
-                         f"{sigma.min().item()}")
+        raise ValueError(
+            f"scale must be >= 0 (a standard deviation), got minimum {sigma.min().item()}"
+        )
     try:
         torch.broadcast_shapes(mu.shape, sigma.shape)
     except RuntimeError as err:
-        raise ValueError(f"loc and scale must broadcast together, got shapes "
-                         f"{tuple(mu.shape)} and {tuple(sigma.shape)}") from err
+        raise ValueError(
+            f"loc and scale must broadcast together, got shapes "
+            f"{tuple(mu.shape)} and {tuple(sigma.shape)}"
+        ) from err
     return 4 * mu**2 * sigma**2 + 2 * sigma**4
 
 

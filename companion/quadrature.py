@@ -47,8 +47,10 @@ def _apply(g, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ_k w_k g(x)_k for g returning one row per node, shape (K, ...)."""
     values = g(x)
     if not isinstance(values, torch.Tensor) or values.dim() == 0 or values.shape[0] != x.shape[0]:
-        raise ValueError(f"g must return one row per node, a tensor of shape ({x.shape[0]}, ...), "
-                         f"got {describe(values)}")
+        raise ValueError(
+            f"g must return one row per node, a tensor of shape ({x.shape[0]}, ...), "
+            f"got {describe(values)}"
+        )
     if values.is_complex():
         raise TypeError(f"g must return real values, got {describe(values)}")
     values = check_finite("g(x)", values.detach().to(torch.float64))
@@ -101,13 +103,16 @@ def gaussian_expectation(g, loc=0.0, scale=1.0, *, num_nodes: int = 80) -> torch
     loc = as_finite_tensor("loc", loc, dtype=torch.float64)
     scale = as_finite_tensor("scale", scale, dtype=torch.float64)
     if not (scale > 0).all():
-        raise ValueError(f"scale must be > 0 (a standard deviation), got minimum "
-                         f"{scale.min().item()}")
+        raise ValueError(
+            f"scale must be > 0 (a standard deviation), got minimum {scale.min().item()}"
+        )
     try:
         shape = torch.broadcast_shapes(loc.shape, scale.shape)
     except RuntimeError as err:
-        raise ValueError(f"loc and scale must broadcast together, got shapes "
-                         f"{tuple(loc.shape)} and {tuple(scale.shape)}") from err
+        raise ValueError(
+            f"loc and scale must broadcast together, got shapes "
+            f"{tuple(loc.shape)} and {tuple(scale.shape)}"
+        ) from err
     nodes, weights = gauss_hermite(num_nodes)
     x = loc + scale * nodes.reshape(-1, *([1] * len(shape)))  # (K, *shape)
     return _apply(g, x, weights)
@@ -139,4 +144,3 @@ def rayleigh_expectation(g, *, num_nodes: int = 200, upper: float = 20.0) -> tor
     w = torch.from_numpy(upper / 2 * (nodes + 1))
     density = w * torch.exp(-(w**2) / 2)
     return _apply(g, w, torch.from_numpy(upper / 2 * weights) * density)
-

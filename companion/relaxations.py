@@ -45,7 +45,6 @@ from ._validation import (
     describe,
 )
 
-
 __all__ = [
     "gumbel_noise",
     "gumbel_max_sample",
@@ -82,8 +81,10 @@ def _check_temperature(temperature, logits: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"temperature must be positive and finite, got {value}")
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
     if not (torch.isfinite(t) and t > 0):  # e.g. 1e-50 is 0 in float32
-        raise ValueError(f"temperature must be positive and finite in the logits' dtype "
-                         f"{logits.dtype}, got {value}, which is {float(t)} there")
+        raise ValueError(
+            f"temperature must be positive and finite in the logits' dtype "
+            f"{logits.dtype}, got {value}, which is {float(t)} there"
+        )
     return t
 
 
@@ -111,12 +112,14 @@ def _check_scores_fit(logits: torch.Tensor, temperature: torch.Tensor) -> None:
 
 def _check_samples_fit(num_samples: int, logits: torch.Tensor) -> None:
     """Refuse a num_samples whose (num_samples, *logits.shape) output cannot fit in memory."""
-    check_allocation("num_samples", num_samples,
-                     num_samples * logits.numel() * logits.element_size())
+    check_allocation(
+        "num_samples", num_samples, num_samples * logits.numel() * logits.element_size()
+    )
 
 
-def gumbel_noise(shape, generator: torch.Generator | None = None, *, dtype=None,
-                 device=None) -> torch.Tensor:
+def gumbel_noise(
+    shape, generator: torch.Generator | None = None, *, dtype=None, device=None
+) -> torch.Tensor:
     """Standard Gumbel noise G = -log(-log U), U ~ Uniform(0, 1), shaped ``shape``.
 
     If U ~ Uniform(0, 1) then P(-log(-log U) <= g) = P(U <= exp(-e^-g)) = exp(-e^-g), the
@@ -155,24 +158,29 @@ def gumbel_noise(shape, generator: torch.Generator | None = None, *, dtype=None,
         raise TypeError(f"dtype must be a floating torch.dtype or None, got {describe(dtype)}")
     if device is not None:
         if not isinstance(device, (str, torch.device)):
-            raise TypeError(f"device must be a torch.device, a device string or None, "
-                            f"got {describe(device)}")
+            raise TypeError(
+                f"device must be a torch.device, a device string or None, got {describe(device)}"
+            )
         device = check_device("device", device)
     if generator is not None:
         if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, "
-                            f"got {describe(generator)}")
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {describe(generator)}"
+            )
         target = device if device is not None else torch.empty(0).device
         if generator.device.type != target.type:
-            raise ValueError(f"generator must be on the output's device ({target}), "
-                             f"got a generator on {generator.device}")
+            raise ValueError(
+                f"generator must be on the output's device ({target}), "
+                f"got a generator on {generator.device}"
+            )
     check_allocation("shape", tuple(shape), shape.numel() * dtype.itemsize)
     u = clamp_probs(torch.rand(shape, generator=generator, dtype=dtype, device=device))
     return -torch.log(-torch.log(u))
 
 
-def gumbel_max_sample(logits: torch.Tensor, num_samples: int, *,
-                      noise: torch.Tensor | None = None) -> torch.Tensor:
+def gumbel_max_sample(
+    logits: torch.Tensor, num_samples: int, *, noise: torch.Tensor | None = None
+) -> torch.Tensor:
     """Exact categorical samples by the Gumbel-max trick: k = argmax_j (logits_j + G_j).
 
     Why it works: logits_j + G_j has CDF F_j(x) = exp(-e^{l_j - x}) and density
@@ -213,13 +221,15 @@ def gumbel_max_sample(logits: torch.Tensor, num_samples: int, *,
             f"noise must have shape (num_samples, *batch, K) = {shape}, got {tuple(noise.shape)}"
         )
     elif noise.device != logits.device:
-        raise ValueError(f"noise must be on the logits' device ({logits.device}), "
-                         f"got {noise.device}")
+        raise ValueError(
+            f"noise must be on the logits' device ({logits.device}), got {noise.device}"
+        )
     return (logits + check_finite("noise", noise.detach())).argmax(dim=-1)  # (S, *batch)
 
 
-def gumbel_softmax_sample(logits: torch.Tensor, temperature, num_samples: int, *,
-                          hard: bool = False) -> torch.Tensor:
+def gumbel_softmax_sample(
+    logits: torch.Tensor, temperature, num_samples: int, *, hard: bool = False
+) -> torch.Tensor:
     """Relaxed one-hot (Concrete / Gumbel-softmax) samples y = softmax((logits + G) / temperature).
 
     y lies inside the simplex and is differentiable in the logits (a reparameterized

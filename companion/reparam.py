@@ -79,15 +79,18 @@ def reparameterize(mu, log_var, eps=None) -> torch.Tensor:
     mu = _check_tensor("mu", mu)
     log_var = _check_tensor("log_var", log_var)
     if mu.shape != log_var.shape:
-        raise ValueError(f"mu and log_var must have the same shape, got {tuple(mu.shape)} "
-                         f"and {tuple(log_var.shape)}")
+        raise ValueError(
+            f"mu and log_var must have the same shape, got {tuple(mu.shape)} "
+            f"and {tuple(log_var.shape)}"
+        )
     if log_var.device != mu.device:
         raise ValueError(f"log_var must be on the device of mu ({mu.device}), got {log_var.device}")
     if eps is not None:
         eps = _check_tensor("eps", eps)
         if eps.shape != mu.shape:
-            raise ValueError(f"eps must have the shape of mu {tuple(mu.shape)}, got "
-                             f"{tuple(eps.shape)}")
+            raise ValueError(
+                f"eps must have the shape of mu {tuple(mu.shape)}, got {tuple(eps.shape)}"
+            )
         if eps.device != mu.device:
             raise ValueError(f"eps must be on the device of mu ({mu.device}), got {eps.device}")
     for name, tensor in (("mu", mu), ("log_var", log_var), ("eps", eps)):
@@ -96,8 +99,10 @@ def reparameterize(mu, log_var, eps=None) -> torch.Tensor:
     std = torch.exp(0.5 * log_var)  # σ = exp(½ log σ²)
     if not torch.isfinite(std.detach()).all():
         largest = log_var.detach().max().item()
-        raise ValueError(f"log_var must be small enough that exp(log_var / 2) is finite in "
-                         f"{log_var.dtype}, got a maximum of {largest}")
+        raise ValueError(
+            f"log_var must be small enough that exp(log_var / 2) is finite in "
+            f"{log_var.dtype}, got a maximum of {largest}"
+        )
     if eps is None:
         eps = torch.randn_like(std)  # the noise: independent of mu and log_var
     return mu + eps * std  # the same operations, in the same order, as Normal.rsample
@@ -106,8 +111,14 @@ def reparameterize(mu, log_var, eps=None) -> torch.Tensor:
 # ---------------------------------------------------------------- which distributions
 
 
-KINDS = ("location-scale", "inverse CDF / transform", "implicit",
-         "straight-through (biased)", "none", "not instantiated")
+KINDS = (
+    "location-scale",
+    "inverse CDF / transform",
+    "implicit",
+    "straight-through (biased)",
+    "none",
+    "not instantiated",
+)
 """The kinds of reparameterization :func:`reparameterization_kind` reports."""
 
 # Backward nodes of torch's implicit-gradient kernels: ∂x/∂α = -(∂F/∂α) / p(x; α).
@@ -115,10 +126,24 @@ _IMPLICIT_NODES = {"StandardGammaBackward0", "_DirichletBackward"}
 # Arithmetic, shape and matrix-product nodes: a graph made of these (and of functions of
 # the parameters alone, such as a square root of a variance) is affine in the noise.
 _AFFINE_NODES = {
-    "AccumulateGrad", "AddBackward0", "SubBackward0", "MulBackward0", "DivBackward0",
-    "NegBackward0", "ExpandBackward0", "MmBackward0", "BmmBackward0", "MvBackward0",
-    "TBackward0", "TransposeBackward0", "SqueezeBackward0", "SqueezeBackward1",
-    "UnsqueezeBackward0", "ViewBackward0", "UnsafeViewBackward0", "SelectBackward0",
+    "AccumulateGrad",
+    "AddBackward0",
+    "SubBackward0",
+    "MulBackward0",
+    "DivBackward0",
+    "NegBackward0",
+    "ExpandBackward0",
+    "MmBackward0",
+    "BmmBackward0",
+    "MvBackward0",
+    "TBackward0",
+    "TransposeBackward0",
+    "SqueezeBackward0",
+    "SqueezeBackward1",
+    "UnsqueezeBackward0",
+    "ViewBackward0",
+    "UnsafeViewBackward0",
+    "SelectBackward0",
     "SqrtBackward0",
 }
 
@@ -187,8 +212,10 @@ def reparameterization_kind(dist) -> tuple[str, str]:
         warnings.simplefilter("ignore")  # e.g. Wishart's note on singular draws
         x = dist.rsample()
     if x.grad_fn is None:
-        raise ValueError(f"dist.rsample() returned a tensor without a graph: build the "
-                         f"{type(dist).__name__} from parameters that require grad")
+        raise ValueError(
+            f"dist.rsample() returned a tensor without a graph: build the "
+            f"{type(dist).__name__} from parameters that require grad"
+        )
     nodes = _graph_nodes(x)
     if nodes & _IMPLICIT_NODES:
         return "implicit", ", ".join(sorted(nodes & _IMPLICIT_NODES))
@@ -235,24 +262,29 @@ _EXAMPLES = {
     "LogNormal": lambda: D.LogNormal(_p(0.0), _p(1.0)),
     "LogisticNormal": lambda: D.LogisticNormal(_p([0.0, 0.5]), _p([1.0, 1.0])),
     "LowRankMultivariateNormal": lambda: D.LowRankMultivariateNormal(
-        _p([0.0, 0.0]), _p([[1.0], [0.5]]), _p([1.0, 1.0])),
+        _p([0.0, 0.0]), _p([[1.0], [0.5]]), _p([1.0, 1.0])
+    ),
     "MixtureSameFamily": lambda: D.MixtureSameFamily(
-        D.Categorical(probs=_p([0.4, 0.6])), D.Normal(_p([-1.0, 1.0]), _p([1.0, 0.5]))),
+        D.Categorical(probs=_p([0.4, 0.6])), D.Normal(_p([-1.0, 1.0]), _p([1.0, 0.5]))
+    ),
     "Multinomial": lambda: D.Multinomial(5, probs=_p([0.2, 0.3, 0.5])),
     "MultivariateNormal": lambda: D.MultivariateNormal(_p([0.0, 0.0]), scale_tril=_eye()),
     "NegativeBinomial": lambda: D.NegativeBinomial(5, probs=_p(0.3)),
     "Normal": lambda: D.Normal(_p(0.0), _p(1.0)),
     "OneHotCategorical": lambda: D.OneHotCategorical(probs=_p([0.2, 0.3, 0.5])),
     "OneHotCategoricalStraightThrough": lambda: D.OneHotCategoricalStraightThrough(
-        probs=_p([0.2, 0.3, 0.5])),
+        probs=_p([0.2, 0.3, 0.5])
+    ),
     "Pareto": lambda: D.Pareto(_p(1.0), _p(3.0)),
     "Poisson": lambda: D.Poisson(_p(2.0)),
     "RelaxedBernoulli": lambda: D.RelaxedBernoulli(_p(0.5), probs=_p(0.3)),
     "RelaxedOneHotCategorical": lambda: D.RelaxedOneHotCategorical(
-        _p(0.5), probs=_p([0.2, 0.3, 0.5])),
+        _p(0.5), probs=_p([0.2, 0.3, 0.5])
+    ),
     "StudentT": lambda: D.StudentT(_p(4.0), _p(0.0), _p(1.0)),
     "TransformedDistribution": lambda: D.TransformedDistribution(
-        D.Normal(_p(0.0), _p(1.0)), [D.ExpTransform()]),
+        D.Normal(_p(0.0), _p(1.0)), [D.ExpTransform()]
+    ),
     "Uniform": lambda: D.Uniform(_p(0.0), _p(1.0)),
     "VonMises": lambda: D.VonMises(_p(0.0), _p(1.0)),
     "Weibull": lambda: D.Weibull(_p(1.0), _p(2.0)),
@@ -283,8 +315,9 @@ class RsampleInfo:
             if not isinstance(getattr(self, field), str):
                 raise TypeError(f"{field} must be a string, got {describe(getattr(self, field))}")
         if self.has_rsample is not None and not isinstance(self.has_rsample, bool):
-            raise TypeError(f"has_rsample must be True, False or None, "
-                            f"got {describe(self.has_rsample)}")
+            raise TypeError(
+                f"has_rsample must be True, False or None, got {describe(self.has_rsample)}"
+            )
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
@@ -292,8 +325,10 @@ class RsampleInfo:
 def distribution_classes() -> list[str]:
     """Names of the concrete distribution classes exported by the installed torch.distributions."""
     return sorted(
-        name for name in D.__all__
-        if isinstance(getattr(D, name), type) and issubclass(getattr(D, name), D.Distribution)
+        name
+        for name in D.__all__
+        if isinstance(getattr(D, name), type)
+        and issubclass(getattr(D, name), D.Distribution)
         and name not in _ABSTRACT
     )
 
@@ -333,20 +368,28 @@ def format_rsample_table(rows) -> str:
         The table: a header line, a rule of dashes, then one line per row with the columns
         distribution, rsample (yes / no / ?), kind and detail.
     """
-    if (isinstance(rows, (str, bytes, RsampleInfo, torch.Tensor, np.ndarray))
-            or not isinstance(rows, Iterable)):
-        raise TypeError(f"rows must be an iterable of RsampleInfo, as returned by "
-                        f"rsample_table(), got {describe(rows)}")
+    if isinstance(rows, (str, bytes, RsampleInfo, torch.Tensor, np.ndarray)) or not isinstance(
+        rows, Iterable
+    ):
+        raise TypeError(
+            f"rows must be an iterable of RsampleInfo, as returned by "
+            f"rsample_table(), got {describe(rows)}"
+        )
     rows = list(rows)  # a generator is consumed once, here, and every row is printed
     for i, row in enumerate(rows):
         if not isinstance(row, RsampleInfo):
-            raise TypeError(f"rows must be RsampleInfo objects, as returned by rsample_table(); "
-                            f"rows[{i}] is {describe(row)}")
+            raise TypeError(
+                f"rows must be RsampleInfo objects, as returned by rsample_table(); "
+                f"rows[{i}] is {describe(row)}"
+            )
     header = ("distribution", "rsample", "kind", "detail")
-    cells = [header] + [(r.name, {True: "yes", False: "no", None: "?"}[r.has_rsample],
-                         r.kind, r.detail) for r in rows]
+    cells = [header] + [
+        (r.name, {True: "yes", False: "no", None: "?"}[r.has_rsample], r.kind, r.detail)
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(3)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3]
-             for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3] for row in cells
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)

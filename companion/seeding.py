@@ -13,7 +13,6 @@ import torch
 
 from ._validation import check_positive_int
 
-
 __all__ = ["seed_everything"]
 
 

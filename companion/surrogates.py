@@ -20,7 +20,6 @@ import torch
 from ._validation import check_finite, describe
 from .baselines import centre
 
-
 __all__ = ["score_function_surrogate", "surrogate_objective"]
 
 
@@ -28,8 +27,9 @@ def _per_sample(name: str, value) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.is_complex():
         raise TypeError(f"{name} must be a real tensor shaped (N, ...), got {describe(value)}")
     if value.dim() == 0:
-        raise ValueError(f"{name} must have shape (N, ...) with samples along dimension 0, "
-                         f"got a scalar")
+        raise ValueError(
+            f"{name} must have shape (N, ...) with samples along dimension 0, got a scalar"
+        )
     check_finite(name, value.detach())
     return value
 
@@ -69,8 +69,10 @@ def score_function_surrogate(log_prob, f_values, baseline=None) -> torch.Tensor:
     # baseline of 0.5 is not truncated to 0.
     f = _per_sample("f_values", f_values).detach().to(log_prob.dtype)
     if f.shape != log_prob.shape:
-        raise ValueError(f"f_values must have the shape of log_prob {tuple(log_prob.shape)}, "
-                         f"got shape {tuple(f.shape)}")
+        raise ValueError(
+            f"f_values must have the shape of log_prob {tuple(log_prob.shape)}, "
+            f"got shape {tuple(f.shape)}"
+        )
     return centre(f, baseline) * log_prob
 
 
@@ -104,8 +106,10 @@ def surrogate_objective(value, surrogate) -> torch.Tensor:
     if not surrogate.is_floating_point():  # an integer tensor carries no gradient
         raise TypeError(f"surrogate must be a floating-point tensor, got {describe(surrogate)}")
     if value.shape != surrogate.shape:
-        raise ValueError(f"value and surrogate must have the same shape, got "
-                         f"{tuple(value.shape)} and {tuple(surrogate.shape)}")
+        raise ValueError(
+            f"value and surrogate must have the same shape, got "
+            f"{tuple(value.shape)} and {tuple(surrogate.shape)}"
+        )
     check_finite("value", value.detach())
     check_finite("surrogate", surrogate.detach())
     return value.detach() + (surrogate - surrogate.detach())

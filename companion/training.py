@@ -141,11 +141,15 @@ class History:
                 if not math.isfinite(value):
                     raise ValueError(f"{f.name}[{i}] must be finite, got {value}")
         if len(self.seconds) != len(self.train_elbo):
-            raise ValueError(f"train_elbo and seconds must hold one entry per epoch, got "
-                             f"{len(self.train_elbo)} and {len(self.seconds)}")
+            raise ValueError(
+                f"train_elbo and seconds must hold one entry per epoch, got "
+                f"{len(self.train_elbo)} and {len(self.seconds)}"
+            )
         if len(self.test_elbo) not in (0, len(self.train_elbo)):
-            raise ValueError(f"test_elbo must be empty (no test_x) or hold one entry per epoch "
-                             f"({len(self.train_elbo)}), got {len(self.test_elbo)}")
+            raise ValueError(
+                f"test_elbo must be empty (no test_x) or hold one entry per epoch "
+                f"({len(self.train_elbo)}), got {len(self.test_elbo)}"
+            )
 
     @property
     def epochs(self) -> int:

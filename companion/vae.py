@@ -92,11 +92,17 @@ class VAE(nn.Module):
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         # The largest weight is (H, max(D, H, 2L)): refuse it before nn.Linear allocates it.
-        sizes = {"hidden_dim": self.hidden_dim, "data_dim": self.data_dim,
-                 "latent_dim": 2 * self.latent_dim}
+        sizes = {
+            "hidden_dim": self.hidden_dim,
+            "data_dim": self.data_dim,
+            "latent_dim": 2 * self.latent_dim,
+        }
         culprit = max(sizes, key=sizes.get)
-        check_allocation(culprit, getattr(self, culprit), self.hidden_dim * sizes[culprit]
-                         * torch.get_default_dtype().itemsize)
+        check_allocation(
+            culprit,
+            getattr(self, culprit),
+            self.hidden_dim * sizes[culprit] * torch.get_default_dtype().itemsize,
+        )
         self.encoder = _mlp(self.data_dim, self.hidden_dim, 2 * self.latent_dim)
         self.decoder = _mlp(self.latent_dim, self.hidden_dim, self.data_dim)
         # Buffers, so that .to(device) and .double() move the prior with the networks.

@@ -14,13 +14,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BOOTSTRAP_TEMPLATE = '''\
+BOOTSTRAP_TEMPLATE = """\
 # Install the companion package when it is missing (Colab, a fresh environment),
 # at the release that matches this book.
 import importlib.util, subprocess, sys
 if importlib.util.find_spec("companion") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "git+{url}@v{version}"], check=True)'''
+                    "git+{url}@v{version}"], check=True)"""
 """The first code cell of every notebook: the repository from _config.yml, the version from
 companion/__init__.py (each release is tagged v<version>)."""
 
@@ -111,20 +111,35 @@ def notebook_problems(path: Path, config: dict) -> list[str]:
     installs = INSTALL_URL.findall(first)
     expected_url = config["repository"]["url"]
     if installs and installs[0][0] != expected_url:
-        problems.append(f"{name}: bootstrap installs from {installs[0][0]}, but _config.yml says {expected_url}")
+        problems.append(
+            f"{name}: bootstrap installs from {installs[0][0]}, but _config.yml says {expected_url}"
+        )
     elif installs and installs[0][1] != companion_version():
-        problems.append(f"{name}: bootstrap installs companion {installs[0][1]}, but the package is "
-                        f"{companion_version()}")
+        problems.append(
+            f"{name}: bootstrap installs companion {installs[0][1]}, but the package is "
+            f"{companion_version()}"
+        )
     elif first != bootstrap_source(config):
-        problems.append(f"{name}: the first code cell is not the bootstrap cell of tests/hygiene.py")
+        problems.append(
+            f"{name}: the first code cell is not the bootstrap cell of tests/hygiene.py"
+        )
     if "hide-cell" not in cells[0].get("metadata", {}).get("tags", []):
         problems.append(f"{name}: the bootstrap cell is not tagged hide-cell")
-    before = "\n".join(source(c) for c in nb["cells"][:nb["cells"].index(cells[0])]
-                       if c["cell_type"] == "markdown")
+    before = "\n".join(
+        source(c)
+        for c in nb["cells"][: nb["cells"].index(cells[0])]
+        if c["cell_type"] == "markdown"
+    )
     if "## Overview" not in before or "prerequisites" not in before.lower():
-        problems.append(f"{name}: no Overview with learning objectives and prerequisites before the code")
-    headings = {line.strip() for c in nb["cells"] if c["cell_type"] == "markdown"
-                for line in source(c).splitlines()}
+        problems.append(
+            f"{name}: no Overview with learning objectives and prerequisites before the code"
+        )
+    headings = {
+        line.strip()
+        for c in nb["cells"]
+        if c["cell_type"] == "markdown"
+        for line in source(c).splitlines()
+    }
     for heading in ("## Summary", "## Exercises"):
         if heading not in headings:
             problems.append(f"{name}: no {heading[3:]} section")
@@ -132,7 +147,9 @@ def notebook_problems(path: Path, config: dict) -> list[str]:
     for label in sorted(set(EXERCISE_LABEL.findall(markdown)) - set(SOLUTION_OF.findall(markdown))):
         problems.append(f"{name}: exercise {label} has no solution")
     if not any(SEED_CALL.search(source(cell)) for cell in cells[1:3]):
-        problems.append(f"{name}: neither of the two cells after the bootstrap calls seed_everything(<int>)")
+        problems.append(
+            f"{name}: neither of the two cells after the bootstrap calls seed_everything(<int>)"
+        )
     return problems
 
 

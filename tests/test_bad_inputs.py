@@ -76,7 +76,7 @@ def fresh(make):
 
 
 def _float_tensor(valid) -> torch.Tensor:
-    t = (valid if isinstance(valid, torch.Tensor) else torch.as_tensor(np.asarray(valid)))
+    t = valid if isinstance(valid, torch.Tensor) else torch.as_tensor(np.asarray(valid))
     t = t.detach().clone()
     return t if t.is_floating_point() else t.to(torch.get_default_dtype())
 
@@ -124,9 +124,12 @@ def tensor_bads(*wrong, none=True, ints=True, empty=True, extra=()):
     if empty:
         bads.append(Bad("an empty tensor", Derived(lambda v: _like(v, torch.empty(0)))))
     for w in wrong:
-        bads.append(Bad(f"shape {tuple(w.shape)}", fresh(lambda w=w: w.copy()
-                                                          if isinstance(w, np.ndarray)
-                                                          else w.clone())))
+        bads.append(
+            Bad(
+                f"shape {tuple(w.shape)}",
+                fresh(lambda w=w: w.copy() if isinstance(w, np.ndarray) else w.clone()),
+            )
+        )
     if ints:
         bads.append(Bad("an int tensor", Derived(int_of)))
     return bads + list(extra)
@@ -135,8 +138,13 @@ def tensor_bads(*wrong, none=True, ints=True, empty=True, extra=()):
 def count_bads(minimum=1, *, huge=True, none=True, extra=()):
     """Counts: below the minimum, -1, 2.5, True, "3", None, NaN, and HUGE (impossible sizes)."""
     bads = [Bad(str(v), v) for v in range(max(minimum - 2, 0), minimum) if v != -1]
-    bads += [Bad("-1", -1, True), Bad("2.5", 2.5), Bad("True", True), Bad('"3"', "3"),
-             Bad("NaN", math.nan, True)]
+    bads += [
+        Bad("-1", -1, True),
+        Bad("2.5", 2.5),
+        Bad("True", True),
+        Bad('"3"', "3"),
+        Bad("NaN", math.nan, True),
+    ]
     if none:
         bads.append(Bad("None", None))
     if huge:
@@ -151,8 +159,14 @@ def flag_bads():
 
 def real_bads(*, positive=False, none=True, extra=()):
     """Real numbers: NaN, inf, complex, True, a string, None; -1 and 0 where positive."""
-    bads = [Bad("NaN", math.nan, True), Bad("inf", math.inf, True), Bad("-inf", -math.inf, True),
-            Bad("1+1j", 1 + 1j, True), Bad("True", True), Bad('"x"', "x")]
+    bads = [
+        Bad("NaN", math.nan, True),
+        Bad("inf", math.inf, True),
+        Bad("-inf", -math.inf, True),
+        Bad("1+1j", 1 + 1j, True),
+        Bad("True", True),
+        Bad('"x"', "x"),
+    ]
     if positive:
         bads += [Bad("-1", -1.0), Bad("0", 0.0)]
     if none:
@@ -161,8 +175,9 @@ def real_bads(*, positive=False, none=True, extra=()):
 
 
 def probability_bads(extra=()):
-    return real_bads(extra=[Bad("0", 0.0), Bad("1", 1.0), Bad("1.5", 1.5), Bad("-0.5", -0.5),
-                            *extra])
+    return real_bads(
+        extra=[Bad("0", 0.0), Bad("1", 1.0), Bad("1.5", 1.5), Bad("-0.5", -0.5), *extra]
+    )
 
 
 def callable_bads(*returns):
@@ -185,8 +200,9 @@ F_RETURNS = (
     returning("shape (N, 2)", lambda x: torch.stack([x.reshape(x.shape[0], -1).sum(1)] * 2, 1)),
     returning("NaN", lambda x: x.reshape(x.shape[0], -1).sum(1) * math.nan, True),
     returning("inf", lambda x: x.reshape(x.shape[0], -1).sum(1) + math.inf, True),
-    returning("complex values",
-              lambda x: x.reshape(x.shape[0], -1).sum(1).to(torch.complex64), True),
+    returning(
+        "complex values", lambda x: x.reshape(x.shape[0], -1).sum(1).to(torch.complex64), True
+    ),
 )
 # What the pathwise estimator must also refuse: its gradient would be a silent zero or wrong.
 PATHWISE_F_RETURNS = (
@@ -197,8 +213,11 @@ PATHWISE_F_RETURNS = (
     returning("a step function of x (floor)", torch.floor),
 )
 NOT_DISTRIBUTIONS = (
-    Bad("None", None), Bad("3", 3), Bad('"Normal"', "Normal"),
-    Bad("the class Normal", Normal), Bad("a dist_fn", lambda t: Normal(t, 1.0)),
+    Bad("None", None),
+    Bad("3", 3),
+    Bad('"Normal"', "Normal"),
+    Bad("the class Normal", Normal),
+    Bad("a dist_fn", lambda t: Normal(t, 1.0)),
     Bad("a tensor", fresh(lambda: torch.zeros(2))),
 )
 
@@ -239,7 +258,8 @@ def call(target: Target, args: dict):
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape)
+        f">{array.ndim}I", *array.shape
+    )
     with gzip.open(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())
 
@@ -248,18 +268,28 @@ def _fake_mnist(root: Path) -> dict:
     """Three tiny images per split in MNIST's IDX format, and their checksums."""
     root.mkdir()
     rng = np.random.default_rng(0)
-    for images, labels in (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-                           ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")):
+    for images, labels in (
+        ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    ):
         _write_idx(root / images, rng.integers(0, 256, size=(3, 28, 28)))
         _write_idx(root / labels, rng.integers(0, 10, size=(3,)))
-    return {p.name: ("sha256", hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in root.iterdir()}
+    return {p.name: ("sha256", hashlib.sha256(p.read_bytes()).hexdigest()) for p in root.iterdir()}
 
 
 def _checkpoint(path: Path, model, x, **options) -> Path:
     with contextlib.redirect_stderr(io.StringIO()):
-        C.train(model, x, x[:2], epochs=1, batch_size=4, lr=1e-2, progress=False,
-                checkpoint=path, **options)
+        C.train(
+            model,
+            x,
+            x[:2],
+            epochs=1,
+            batch_size=4,
+            lr=1e-2,
+            progress=False,
+            checkpoint=path,
+            **options,
+        )
     return path
 
 
@@ -288,386 +318,869 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
 
     # ------------------------------------------------------------ montecarlo
     values_bads = tensor_bads(
-        torch.tensor(1.0), torch.ones(1),  # a scalar; one sample, no standard error
+        torch.tensor(1.0),
+        torch.ones(1),  # a scalar; one sample, no standard error
         ints=False,  # integer (and boolean) samples are numbers: an indicator's mean
-        extra=[Bad("a ragged list", [[1.0], [1.0, 2.0]]), Bad("a dict", {"a": 1.0})])
+        extra=[Bad("a ragged list", [[1.0], [1.0, 2.0]]), Bad("a dict", {"a": 1.0})],
+    )
     for func in (C.summarize, C.running_mean, C.sample_variance, C.leave_one_out):
-        T.append(Target(func.__name__, func, lambda: {"values": torch.randn(N, 2)},
-                        ("values",), {"values": values_bads}))
+        T.append(
+            Target(
+                func.__name__,
+                func,
+                lambda: {"values": torch.randn(N, 2)},
+                ("values",),
+                {"values": values_bads},
+            )
+        )
     dist = lambda: Normal(torch.tensor(1.0), torch.tensor(2.0))  # noqa: E731
-    f_bads = callable_bads(*F_RETURNS[:2], returning("fewer rows than samples", lambda x: x[:1]),
-                           *F_RETURNS[3:])
-    T.append(Target("expectation", C.expectation,
-                    lambda: {"f": square, "dist": dist(), "num_samples": N},
-                    ("f", "dist", "num_samples"),
-                    {"f": f_bads, "dist": list(NOT_DISTRIBUTIONS),
-                     "num_samples": count_bads(2)}))
-    T.append(Target("antithetic_expectation", C.antithetic_expectation,
-                    lambda: {"f": square, "dist": dist(), "num_pairs": N},
-                    ("f", "dist", "num_pairs"),
-                    {"f": f_bads,
-                     "dist": [*NOT_DISTRIBUTIONS,
-                              Bad("a distribution without icdf",
-                                  fresh(lambda: Gamma(torch.tensor(2.0), torch.tensor(1.0))))],
-                     "num_pairs": count_bads(2)}))
-    cv_bads = tensor_bads(torch.zeros(N, 2), torch.zeros(N + 1), torch.ones(1),
-                          ints=False)  # integer values are numbers
-    T.append(Target("control_variate", C.control_variate,
-                    lambda: {"values": torch.randn(N), "control": torch.randn(N),
-                             "control_mean": 0.0, "coef": 0.5},
-                    ("values", "control", "control_mean"),
-                    {"values": cv_bads, "control": cv_bads,
-                     "control_mean": real_bads(extra=[
-                         Bad("shape (2,)", fresh(lambda: torch.zeros(2))),
-                         Bad("a NaN tensor", fresh(lambda: torch.tensor(math.nan)), True)]),
-                     # None is valid: the estimated optimal coefficient
-                     "coef": real_bads(none=False, extra=[
-                         Bad("shape (5,): one per sample", fresh(lambda: torch.ones(5))),
-                         Bad("a one-element list", [0.5])])}))
+    f_bads = callable_bads(
+        *F_RETURNS[:2], returning("fewer rows than samples", lambda x: x[:1]), *F_RETURNS[3:]
+    )
+    T.append(
+        Target(
+            "expectation",
+            C.expectation,
+            lambda: {"f": square, "dist": dist(), "num_samples": N},
+            ("f", "dist", "num_samples"),
+            {"f": f_bads, "dist": list(NOT_DISTRIBUTIONS), "num_samples": count_bads(2)},
+        )
+    )
+    T.append(
+        Target(
+            "antithetic_expectation",
+            C.antithetic_expectation,
+            lambda: {"f": square, "dist": dist(), "num_pairs": N},
+            ("f", "dist", "num_pairs"),
+            {
+                "f": f_bads,
+                "dist": [
+                    *NOT_DISTRIBUTIONS,
+                    Bad(
+                        "a distribution without icdf",
+                        fresh(lambda: Gamma(torch.tensor(2.0), torch.tensor(1.0))),
+                    ),
+                ],
+                "num_pairs": count_bads(2),
+            },
+        )
+    )
+    cv_bads = tensor_bads(
+        torch.zeros(N, 2), torch.zeros(N + 1), torch.ones(1), ints=False
+    )  # integer values are numbers
+    T.append(
+        Target(
+            "control_variate",
+            C.control_variate,
+            lambda: {
+                "values": torch.randn(N),
+                "control": torch.randn(N),
+                "control_mean": 0.0,
+                "coef": 0.5,
+            },
+            ("values", "control", "control_mean"),
+            {
+                "values": cv_bads,
+                "control": cv_bads,
+                "control_mean": real_bads(
+                    extra=[
+                        Bad("shape (2,)", fresh(lambda: torch.zeros(2))),
+                        Bad("a NaN tensor", fresh(lambda: torch.tensor(math.nan)), True),
+                    ]
+                ),
+                # None is valid: the estimated optimal coefficient
+                "coef": real_bads(
+                    none=False,
+                    extra=[
+                        Bad("shape (5,): one per sample", fresh(lambda: torch.ones(5))),
+                        Bad("a one-element list", [0.5]),
+                    ],
+                ),
+            },
+        )
+    )
     record_bads = [
-        Bad("None", None), Bad("a string", "abc"), Bad("a list", [0.0, 0.0]),
+        Bad("None", None),
+        Bad("a string", "abc"),
+        Bad("a list", [0.0, 0.0]),
         Bad("a complex tensor", Derived(complex_of), True),
         Bad("an int tensor", Derived(int_of)),
         # NaN and inf are not catalogued: an Estimate is a record, and running_mean's
         # stderr holds NaN by design (undefined for one sample); finiteness is checked where
         # an Estimate is used (plot_running_mean, check_close).
     ]
-    T.append(Target("Estimate", C.Estimate,
-                    lambda: {"mean": torch.zeros(2), "stderr": torch.ones(2),
-                             "samples": torch.zeros(4, 2)}, (),
-                    {"mean": [*record_bads, Bad("shape (3,)", fresh(lambda: torch.zeros(3)))],
-                     "stderr": [*record_bads, Bad("shape (3,)", fresh(lambda: torch.ones(3)))],
-                     "samples": [*record_bads, Bad("shape (4, 3)",
-                                                   fresh(lambda: torch.zeros(4, 3))),
-                                 Bad("a scalar", fresh(lambda: torch.tensor(0.0)))]}))
-    T.append(Target("Estimate.confidence_interval", "confidence_interval",
-                    lambda: {"self": estimate(), "level": 0.9}, ("level",),
-                    {"level": probability_bads()}))
+    T.append(
+        Target(
+            "Estimate",
+            C.Estimate,
+            lambda: {"mean": torch.zeros(2), "stderr": torch.ones(2), "samples": torch.zeros(4, 2)},
+            (),
+            {
+                "mean": [*record_bads, Bad("shape (3,)", fresh(lambda: torch.zeros(3)))],
+                "stderr": [*record_bads, Bad("shape (3,)", fresh(lambda: torch.ones(3)))],
+                "samples": [
+                    *record_bads,
+                    Bad("shape (4, 3)", fresh(lambda: torch.zeros(4, 3))),
+                    Bad("a scalar", fresh(lambda: torch.tensor(0.0))),
+                ],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "Estimate.confidence_interval",
+            "confidence_interval",
+            lambda: {"self": estimate(), "level": 0.9},
+            ("level",),
+            {"level": probability_bads()},
+        )
+    )
 
     # ------------------------------------------------------------ estimators
-    theta_bads = tensor_bads(
-        torch.ones(1, 2), torch.tensor(1.0),
-        extra=[Bad("a list", [1.0, 1.5])])
-    theta_for_normal = [*theta_bads, Bad("a negative scale, outside dist_fn's constraint",
-                                         fresh(lambda: torch.tensor([1.0, -1.0])))]
+    theta_bads = tensor_bads(torch.ones(1, 2), torch.tensor(1.0), extra=[Bad("a list", [1.0, 1.5])])
+    theta_for_normal = [
+        *theta_bads,
+        Bad(
+            "a negative scale, outside dist_fn's constraint",
+            fresh(lambda: torch.tensor([1.0, -1.0])),
+        ),
+    ]
     dist_fn_bads = [
-        Bad("3", 3), Bad('"normal"', "normal"), Bad("None", None),
+        Bad("3", 3),
+        Bad('"normal"', "normal"),
+        Bad("None", None),
         Bad("a distribution, not a function", fresh(lambda: Normal(0.0, 1.0))),
         returning("a tensor", lambda t: t),
         returning("an unbatched distribution (t[0], t[1])", lambda t: Normal(t[0], t[1])),
     ]
-    detached_dist_fn = returning("a distribution of a detached theta",
-                                 lambda t: Normal(t[..., 0].detach(), t[..., 1].detach()))
-    estimator_valid = lambda: {"f": square, "dist_fn": normal_fn, "theta": theta(),  # noqa: E731
-                               "num_samples": N}
+    detached_dist_fn = returning(
+        "a distribution of a detached theta",
+        lambda t: Normal(t[..., 0].detach(), t[..., 1].detach()),
+    )
+
+    def estimator_valid():
+        return {"f": square, "dist_fn": normal_fn, "theta": theta(), "num_samples": N}
+
     positional = ("f", "dist_fn", "theta", "num_samples")
-    baseline_bads = [Bad('"mean"', "mean"), Bad("NaN", math.nan, True), Bad("inf", math.inf, True),
-                     Bad("1j", 1j, True), Bad("True", True),
-                     Bad("shape (3,)", fresh(lambda: torch.ones(3))),
-                     Bad("a NaN tensor", fresh(lambda: torch.tensor([0.0, math.nan])), True),
-                     Bad("a list", [0.1, 0.2])]
-    T.append(Target("score_function", C.score_function,
-                    lambda: {**estimator_valid(), "baseline": None}, positional,
-                    {"f": callable_bads(*F_RETURNS),  # integer f is fine: it is only evaluated
-                     "dist_fn": [*dist_fn_bads, detached_dist_fn],
-                     "theta": theta_for_normal, "num_samples": count_bads(2),
-                     "baseline": baseline_bads}))
-    T.append(Target("pathwise", C.pathwise, estimator_valid, positional,
-                    {"f": callable_bads(*F_RETURNS, *PATHWISE_F_RETURNS),
-                     "dist_fn": [*dist_fn_bads, detached_dist_fn,
-                                 returning("a distribution without rsample",
-                                           lambda t: Poisson(t[..., 0]))],
-                     "theta": theta_for_normal, "num_samples": count_bads(2)}))
-    T.append(Target("finite_difference", C.finite_difference,
-                    lambda: {**estimator_valid(), "step": 0.1, "common_random_numbers": True},
-                    positional,
-                    # integer or detached f is fine: f is only evaluated; an unbatched
-                    # dist_fn is fine: it is called on single θ's
-                    {"f": callable_bads(*F_RETURNS), "dist_fn": dist_fn_bads[:5],
-                     "theta": theta_for_normal, "num_samples": count_bads(2),
-                     "step": real_bads(positive=True, extra=[
-                         Bad("1e-30, below θ's resolution", 1e-30),
-                         Bad("5.0, θ - h outside dist_fn's constraint", 5.0)]),
-                     "common_random_numbers": flag_bads()}))
+    baseline_bads = [
+        Bad('"mean"', "mean"),
+        Bad("NaN", math.nan, True),
+        Bad("inf", math.inf, True),
+        Bad("1j", 1j, True),
+        Bad("True", True),
+        Bad("shape (3,)", fresh(lambda: torch.ones(3))),
+        Bad("a NaN tensor", fresh(lambda: torch.tensor([0.0, math.nan])), True),
+        Bad("a list", [0.1, 0.2]),
+    ]
+    T.append(
+        Target(
+            "score_function",
+            C.score_function,
+            lambda: {**estimator_valid(), "baseline": None},
+            positional,
+            {
+                "f": callable_bads(*F_RETURNS),  # integer f is fine: it is only evaluated
+                "dist_fn": [*dist_fn_bads, detached_dist_fn],
+                "theta": theta_for_normal,
+                "num_samples": count_bads(2),
+                "baseline": baseline_bads,
+            },
+        )
+    )
+    T.append(
+        Target(
+            "pathwise",
+            C.pathwise,
+            estimator_valid,
+            positional,
+            {
+                "f": callable_bads(*F_RETURNS, *PATHWISE_F_RETURNS),
+                "dist_fn": [
+                    *dist_fn_bads,
+                    detached_dist_fn,
+                    returning("a distribution without rsample", lambda t: Poisson(t[..., 0])),
+                ],
+                "theta": theta_for_normal,
+                "num_samples": count_bads(2),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "finite_difference",
+            C.finite_difference,
+            lambda: {**estimator_valid(), "step": 0.1, "common_random_numbers": True},
+            positional,
+            # integer or detached f is fine: f is only evaluated; an unbatched
+            # dist_fn is fine: it is called on single θ's
+            {
+                "f": callable_bads(*F_RETURNS),
+                "dist_fn": dist_fn_bads[:5],
+                "theta": theta_for_normal,
+                "num_samples": count_bads(2),
+                "step": real_bads(
+                    positive=True,
+                    extra=[
+                        Bad("1e-30, below θ's resolution", 1e-30),
+                        Bad("5.0, θ - h outside dist_fn's constraint", 5.0),
+                    ],
+                ),
+                "common_random_numbers": flag_bads(),
+            },
+        )
+    )
     row_sum = lambda t: t.sum(1)  # noqa: E731
-    T.append(Target("per_sample_gradients", C.per_sample_gradients,
-                    lambda: {"fn": lambda t: (t**2).sum(1), "theta": theta(), "num_samples": N},
-                    ("fn", "theta", "num_samples"),
-                    {"fn": callable_bads(
-                        returning("a list", lambda t: row_sum(t).tolist()),
-                        returning("one value", lambda t: t.sum()),
-                        returning("NaN", lambda t: row_sum(t) * math.nan, True),
-                        returning("complex values", lambda t: row_sum(t).to(torch.complex64),
-                                  True),
-                        returning("integers", lambda t: row_sum(t).long()),
-                        returning("a detached theta", lambda t: row_sum(t.detach())),
-                        returning("values mixing the copies",
-                                  lambda t: row_sum(t) - row_sum(t).mean())),
-                     "theta": theta_bads, "num_samples": count_bads(2)}))
+    T.append(
+        Target(
+            "per_sample_gradients",
+            C.per_sample_gradients,
+            lambda: {"fn": lambda t: (t**2).sum(1), "theta": theta(), "num_samples": N},
+            ("fn", "theta", "num_samples"),
+            {
+                "fn": callable_bads(
+                    returning("a list", lambda t: row_sum(t).tolist()),
+                    returning("one value", lambda t: t.sum()),
+                    returning("NaN", lambda t: row_sum(t) * math.nan, True),
+                    returning("complex values", lambda t: row_sum(t).to(torch.complex64), True),
+                    returning("integers", lambda t: row_sum(t).long()),
+                    returning("a detached theta", lambda t: row_sum(t.detach())),
+                    returning("values mixing the copies", lambda t: row_sum(t) - row_sum(t).mean()),
+                ),
+                "theta": theta_bads,
+                "num_samples": count_bads(2),
+            },
+        )
+    )
 
     # ------------------------------------------------------------ baselines, surrogates
-    T.append(Target("optimal_baseline", C.optimal_baseline,
-                    lambda: {"f_values": torch.randn(N), "scores": torch.randn(N, 2)},
-                    ("f_values", "scores"),
-                    {"f_values": tensor_bads(torch.zeros(N, 2), torch.zeros(N + 1), ints=False),
-                     "scores": tensor_bads(torch.zeros(N), torch.zeros(N + 1, 2), ints=False)}))
-    T.append(Target("centre", C.centre,
-                    lambda: {"f_values": torch.randn(N), "baseline": torch.tensor([0.0, 1.0]),
-                             "num_coordinates": 2}, ("f_values", "baseline"),
-                    # an empty batch centred is an empty batch
-                    {"f_values": tensor_bads(torch.zeros(N, 2), empty=False),
-                     "baseline": baseline_bads,
-                     # None is valid (no coordinates); a huge count allocates nothing
-                     "num_coordinates": count_bads(1, huge=False, none=False)}))
-    T.append(Target("score_function_surrogate", C.score_function_surrogate,
-                    lambda: {"log_prob": torch.randn(N, requires_grad=True),
-                             "f_values": torch.randn(N), "baseline": None},
-                    ("log_prob", "f_values", "baseline"),
-                    {"log_prob": tensor_bads(torch.zeros(N, 2)),
-                     # integer and boolean rewards are numbers
-                     "f_values": tensor_bads(torch.zeros(N + 1), ints=False),
-                     "baseline": baseline_bads}))
-    T.append(Target("surrogate_objective", C.surrogate_objective,
-                    lambda: {"value": torch.tensor(1.0),
-                             "surrogate": torch.tensor(3.0, requires_grad=True)},
-                    ("value", "surrogate"),
-                    {"value": tensor_bads(torch.zeros(2), ints=False),  # an integer value shows
-                     "surrogate": tensor_bads(torch.zeros(2))}))
+    T.append(
+        Target(
+            "optimal_baseline",
+            C.optimal_baseline,
+            lambda: {"f_values": torch.randn(N), "scores": torch.randn(N, 2)},
+            ("f_values", "scores"),
+            {
+                "f_values": tensor_bads(torch.zeros(N, 2), torch.zeros(N + 1), ints=False),
+                "scores": tensor_bads(torch.zeros(N), torch.zeros(N + 1, 2), ints=False),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "centre",
+            C.centre,
+            lambda: {
+                "f_values": torch.randn(N),
+                "baseline": torch.tensor([0.0, 1.0]),
+                "num_coordinates": 2,
+            },
+            ("f_values", "baseline"),
+            # an empty batch centred is an empty batch
+            {
+                "f_values": tensor_bads(torch.zeros(N, 2), empty=False),
+                "baseline": baseline_bads,
+                # None is valid (no coordinates); a huge count allocates nothing
+                "num_coordinates": count_bads(1, huge=False, none=False),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "score_function_surrogate",
+            C.score_function_surrogate,
+            lambda: {
+                "log_prob": torch.randn(N, requires_grad=True),
+                "f_values": torch.randn(N),
+                "baseline": None,
+            },
+            ("log_prob", "f_values", "baseline"),
+            {
+                "log_prob": tensor_bads(torch.zeros(N, 2)),
+                # integer and boolean rewards are numbers
+                "f_values": tensor_bads(torch.zeros(N + 1), ints=False),
+                "baseline": baseline_bads,
+            },
+        )
+    )
+    T.append(
+        Target(
+            "surrogate_objective",
+            C.surrogate_objective,
+            lambda: {
+                "value": torch.tensor(1.0),
+                "surrogate": torch.tensor(3.0, requires_grad=True),
+            },
+            ("value", "surrogate"),
+            {
+                "value": tensor_bads(torch.zeros(2), ints=False),  # an integer value shows
+                "surrogate": tensor_bads(torch.zeros(2)),
+            },
+        )
+    )
 
     # ------------------------------------------------------------ measure-valued, quadrature
     noise = lambda: (torch.zeros(N, 2), torch.ones(N, 2), None)  # noqa: E731
-    T.append(Target("measure_valued_gaussian_mean", C.measure_valued_gaussian_mean,
-                    lambda: {"f": lambda x: (x**2).sum(-1), "loc": torch.tensor([1.0, -0.5]),
-                             "scale": torch.tensor([1.0, 2.0]), "num_samples": N,
-                             "coupled": True, "noise": None},
-                    ("f", "loc", "scale", "num_samples"),
-                    {"f": callable_bads(*F_RETURNS),
-                     "loc": tensor_bads(torch.zeros(2, 2), extra=[Bad("True", True)]),
-                     "scale": tensor_bads(torch.ones(3), ints=False, extra=[
-                         Bad("True", True),
-                         Bad("a negative entry", fresh(lambda: torch.tensor([1.0, -1.0]))),
-                         Bad("zeros", fresh(lambda: torch.zeros(2)))]),
-                     "num_samples": count_bads(2), "coupled": flag_bads(),
-                     "noise": [  # None is valid: noise drawn from the global generator
-                         Bad("3", 3), Bad('"x"', "x"),
-                         Bad("w_minus with coupled=True",
-                             fresh(lambda: (torch.zeros(N, 2), torch.ones(N, 2),
-                                            torch.ones(N, 2)))),
-                         Bad("a wrong shape", fresh(lambda: (torch.zeros(N, 3), torch.ones(N, 3),
-                                                             None))),
-                         Bad("NaN eps", fresh(lambda: (torch.full((N, 2), math.nan),
-                                                       torch.ones(N, 2), None)), True),
-                         Bad("negative Rayleigh draws",
-                             fresh(lambda: (torch.zeros(N, 2), -torch.ones(N, 2), None))),
-                         Bad("a generator", fresh(lambda: (t for t in noise())))]}))
-    T.append(Target("gauss_hermite", C.gauss_hermite, lambda: {"num_nodes": 10},
-                    ("num_nodes",), {"num_nodes": count_bads(2)}))
-    g_bads = callable_bads(returning("one value", lambda x: x.sum()),
-                           returning("a list", lambda x: x.tolist()),
-                           returning("NaN", lambda x: x * math.nan, True),
-                           returning("complex values", lambda x: x.to(torch.complex64), True))
-    T.append(Target("gaussian_expectation", C.gaussian_expectation,
-                    lambda: {"g": square, "loc": torch.tensor([0.5, 1.0]),
-                             "scale": torch.tensor([2.0, 1.0]), "num_nodes": 20}, ("g",),
-                    {"g": g_bads,
-                     "loc": tensor_bads(torch.zeros(3), ints=False, empty=False,
-                                        extra=real_bads(none=False)),
-                     "scale": tensor_bads(torch.ones(3), ints=False, empty=False,
-                                          extra=real_bads(positive=True, none=False)),
-                     "num_nodes": count_bads(2)}))
-    T.append(Target("rayleigh_expectation", C.rayleigh_expectation,
-                    lambda: {"g": square, "num_nodes": 20, "upper": 10.0}, ("g",),
-                    {"g": g_bads, "num_nodes": count_bads(2),
-                     "upper": real_bads(positive=True, extra=[Bad("1e4", 1e4)])}))
+    T.append(
+        Target(
+            "measure_valued_gaussian_mean",
+            C.measure_valued_gaussian_mean,
+            lambda: {
+                "f": lambda x: (x**2).sum(-1),
+                "loc": torch.tensor([1.0, -0.5]),
+                "scale": torch.tensor([1.0, 2.0]),
+                "num_samples": N,
+                "coupled": True,
+                "noise": None,
+            },
+            ("f", "loc", "scale", "num_samples"),
+            {
+                "f": callable_bads(*F_RETURNS),
+                "loc": tensor_bads(torch.zeros(2, 2), extra=[Bad("True", True)]),
+                "scale": tensor_bads(
+                    torch.ones(3),
+                    ints=False,
+                    extra=[
+                        Bad("True", True),
+                        Bad("a negative entry", fresh(lambda: torch.tensor([1.0, -1.0]))),
+                        Bad("zeros", fresh(lambda: torch.zeros(2))),
+                    ],
+                ),
+                "num_samples": count_bads(2),
+                "coupled": flag_bads(),
+                "noise": [  # None is valid: noise drawn from the global generator
+                    Bad("3", 3),
+                    Bad('"x"', "x"),
+                    Bad(
+                        "w_minus with coupled=True",
+                        fresh(lambda: (torch.zeros(N, 2), torch.ones(N, 2), torch.ones(N, 2))),
+                    ),
+                    Bad(
+                        "a wrong shape", fresh(lambda: (torch.zeros(N, 3), torch.ones(N, 3), None))
+                    ),
+                    Bad(
+                        "NaN eps",
+                        fresh(lambda: (torch.full((N, 2), math.nan), torch.ones(N, 2), None)),
+                        True,
+                    ),
+                    Bad(
+                        "negative Rayleigh draws",
+                        fresh(lambda: (torch.zeros(N, 2), -torch.ones(N, 2), None)),
+                    ),
+                    Bad("a generator", fresh(lambda: (t for t in noise()))),
+                ],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "gauss_hermite",
+            C.gauss_hermite,
+            lambda: {"num_nodes": 10},
+            ("num_nodes",),
+            {"num_nodes": count_bads(2)},
+        )
+    )
+    g_bads = callable_bads(
+        returning("one value", lambda x: x.sum()),
+        returning("a list", lambda x: x.tolist()),
+        returning("NaN", lambda x: x * math.nan, True),
+        returning("complex values", lambda x: x.to(torch.complex64), True),
+    )
+    T.append(
+        Target(
+            "gaussian_expectation",
+            C.gaussian_expectation,
+            lambda: {
+                "g": square,
+                "loc": torch.tensor([0.5, 1.0]),
+                "scale": torch.tensor([2.0, 1.0]),
+                "num_nodes": 20,
+            },
+            ("g",),
+            {
+                "g": g_bads,
+                "loc": tensor_bads(
+                    torch.zeros(3), ints=False, empty=False, extra=real_bads(none=False)
+                ),
+                "scale": tensor_bads(
+                    torch.ones(3),
+                    ints=False,
+                    empty=False,
+                    extra=real_bads(positive=True, none=False),
+                ),
+                "num_nodes": count_bads(2),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "rayleigh_expectation",
+            C.rayleigh_expectation,
+            lambda: {"g": square, "num_nodes": 20, "upper": 10.0},
+            ("g",),
+            {
+                "g": g_bads,
+                "num_nodes": count_bads(2),
+                "upper": real_bads(positive=True, extra=[Bad("1e4", 1e4)]),
+            },
+        )
+    )
 
     # ------------------------------------------------------------ problems
-    T.append(Target("normal_dist", C.normal_dist, lambda: {"theta": torch.tensor([0.5, 2.0])},
-                    ("theta",),
-                    {"theta": tensor_bads(torch.ones(3), torch.tensor(1.0), extra=[
+    T.append(
+        Target(
+            "normal_dist",
+            C.normal_dist,
+            lambda: {"theta": torch.tensor([0.5, 2.0])},
+            ("theta",),
+            {
+                "theta": tensor_bads(
+                    torch.ones(3),
+                    torch.tensor(1.0),
+                    extra=[
                         Bad("a list", [0.5, 2.0]),
-                        Bad("a negative scale", fresh(lambda: torch.tensor([0.5, -1.0])))])}))
-    T.append(Target("bernoulli_logit", C.bernoulli_logit, lambda: {"theta": torch.tensor([0.3])},
-                    ("theta",), {"theta": tensor_bads(torch.ones(2), torch.tensor(1.0))}))
+                        Bad("a negative scale", fresh(lambda: torch.tensor([0.5, -1.0]))),
+                    ],
+                )
+            },
+        )
+    )
+    T.append(
+        Target(
+            "bernoulli_logit",
+            C.bernoulli_logit,
+            lambda: {"theta": torch.tensor([0.3])},
+            ("theta",),
+            {"theta": tensor_bads(torch.ones(2), torch.tensor(1.0))},
+        )
+    )
     square_variance_bads = tensor_bads(  # integers are numbers
-        torch.zeros(3), ints=False, extra=[Bad("True", True)])
-    T.append(Target("normal_square_variance", C.normal_square_variance,
-                    lambda: {"loc": torch.tensor([1.0, 0.5]), "scale": torch.tensor([1.0, 2.0])},
-                    ("loc", "scale"),
-                    {"loc": square_variance_bads,
-                     "scale": [*square_variance_bads,
-                               Bad("a negative scale", fresh(lambda: torch.tensor([1.0, -2.0])))]}))
+        torch.zeros(3), ints=False, extra=[Bad("True", True)]
+    )
+    T.append(
+        Target(
+            "normal_square_variance",
+            C.normal_square_variance,
+            lambda: {"loc": torch.tensor([1.0, 0.5]), "scale": torch.tensor([1.0, 2.0])},
+            ("loc", "scale"),
+            {
+                "loc": square_variance_bads,
+                "scale": [
+                    *square_variance_bads,
+                    Bad("a negative scale", fresh(lambda: torch.tensor([1.0, -2.0]))),
+                ],
+            },
+        )
+    )
     target_bads = real_bads(extra=[Bad("-0.1", -0.1), Bad("1.5", 1.5)])
-    T.append(Target("bernoulli_toy", C.bernoulli_toy, lambda: {"target": 0.45}, ("target",),
-                    {"target": target_bads}))
-    T.append(Target("bernoulli_toy_gradient", C.bernoulli_toy_gradient,
-                    lambda: {"logit": torch.tensor([0.0, 1.0]), "target": 0.45},
-                    ("logit", "target"),
-                    # integer logits are numbers; an empty tensor gives an empty gradient
-                    {"logit": tensor_bads(ints=False, empty=False, extra=[Bad("True", True)]),
-                     "target": target_bads}))
+    T.append(
+        Target(
+            "bernoulli_toy",
+            C.bernoulli_toy,
+            lambda: {"target": 0.45},
+            ("target",),
+            {"target": target_bads},
+        )
+    )
+    T.append(
+        Target(
+            "bernoulli_toy_gradient",
+            C.bernoulli_toy_gradient,
+            lambda: {"logit": torch.tensor([0.0, 1.0]), "target": 0.45},
+            ("logit", "target"),
+            # integer logits are numbers; an empty tensor gives an empty gradient
+            {
+                "logit": tensor_bads(ints=False, empty=False, extra=[Bad("True", True)]),
+                "target": target_bads,
+            },
+        )
+    )
 
     # ------------------------------------------------------------ reparam
-    T.append(Target("reparameterize", C.reparameterize,
-                    lambda: {"mu": torch.zeros(3, requires_grad=True),
-                             "log_var": torch.zeros(3, requires_grad=True),
-                             "eps": torch.randn(3)}, ("mu", "log_var", "eps"),
-                    {"mu": tensor_bads(torch.zeros(2)),
-                     "log_var": tensor_bads(torch.zeros(2), extra=[
-                         Bad("so large that σ overflows", fresh(lambda: torch.full((3,), 1e4)))]),
-                     "eps": tensor_bads(torch.zeros(2), none=False)}))  # None: drawn here
-    T.append(Target("reparameterization_kind", C.reparameterization_kind,
-                    lambda: {"dist": Normal(torch.tensor(0.0, requires_grad=True),
-                                            torch.tensor(1.0, requires_grad=True))}, ("dist",),
-                    {"dist": [*NOT_DISTRIBUTIONS,
-                              Bad("a distribution with no graph to read",
-                                  fresh(lambda: Normal(0.0, 1.0)))]}))
+    T.append(
+        Target(
+            "reparameterize",
+            C.reparameterize,
+            lambda: {
+                "mu": torch.zeros(3, requires_grad=True),
+                "log_var": torch.zeros(3, requires_grad=True),
+                "eps": torch.randn(3),
+            },
+            ("mu", "log_var", "eps"),
+            {
+                "mu": tensor_bads(torch.zeros(2)),
+                "log_var": tensor_bads(
+                    torch.zeros(2),
+                    extra=[Bad("so large that σ overflows", fresh(lambda: torch.full((3,), 1e4)))],
+                ),
+                "eps": tensor_bads(torch.zeros(2), none=False),
+            },
+        )
+    )  # None: drawn here
+    T.append(
+        Target(
+            "reparameterization_kind",
+            C.reparameterization_kind,
+            lambda: {
+                "dist": Normal(
+                    torch.tensor(0.0, requires_grad=True), torch.tensor(1.0, requires_grad=True)
+                )
+            },
+            ("dist",),
+            {
+                "dist": [
+                    *NOT_DISTRIBUTIONS,
+                    Bad("a distribution with no graph to read", fresh(lambda: Normal(0.0, 1.0))),
+                ]
+            },
+        )
+    )
     T.append(Target("distribution_classes", C.distribution_classes, dict))
     T.append(Target("rsample_table", C.rsample_table, dict))
     row = lambda: C.RsampleInfo("Normal", True, "location-scale", "affine")  # noqa: E731
-    T.append(Target("format_rsample_table", C.format_rsample_table, lambda: {"rows": [row()]},
-                    ("rows",),
-                    # a generator of rows is valid (read once, documented)
-                    {"rows": [Bad("None", None), Bad("3", 3), Bad('"abc"', "abc"),
-                              Bad("one row, not an iterable", fresh(row)),
-                              Bad("a list of numbers", [1, 2]),
-                              Bad("a tensor", fresh(lambda: torch.zeros(2))),
-                              Bad("a dict", {"a": 1})]}))
-    T.append(Target("RsampleInfo", C.RsampleInfo,
-                    lambda: {"name": "Normal", "has_rsample": True, "kind": "location-scale",
-                             "detail": "affine"}, (),
-                    {"name": label_bads(),
-                     "has_rsample": [Bad('"yes"', "yes", True), Bad("1", 1, True)],  # None: ?
-                     "kind": [*label_bads(), Bad('"bogus"', "bogus")],
-                     "detail": label_bads()}))
+    T.append(
+        Target(
+            "format_rsample_table",
+            C.format_rsample_table,
+            lambda: {"rows": [row()]},
+            ("rows",),
+            # a generator of rows is valid (read once, documented)
+            {
+                "rows": [
+                    Bad("None", None),
+                    Bad("3", 3),
+                    Bad('"abc"', "abc"),
+                    Bad("one row, not an iterable", fresh(row)),
+                    Bad("a list of numbers", [1, 2]),
+                    Bad("a tensor", fresh(lambda: torch.zeros(2))),
+                    Bad("a dict", {"a": 1}),
+                ]
+            },
+        )
+    )
+    T.append(
+        Target(
+            "RsampleInfo",
+            C.RsampleInfo,
+            lambda: {
+                "name": "Normal",
+                "has_rsample": True,
+                "kind": "location-scale",
+                "detail": "affine",
+            },
+            (),
+            {
+                "name": label_bads(),
+                "has_rsample": [Bad('"yes"', "yes", True), Bad("1", 1, True)],  # None: ?
+                "kind": [*label_bads(), Bad('"bogus"', "bogus")],
+                "detail": label_bads(),
+            },
+        )
+    )
 
     # ------------------------------------------------------------ relaxations
-    generator_bads = [Bad("3", 3), Bad('"g"', "g"),  # None is valid: the global generator
-                      Bad("a NumPy generator", fresh(lambda: np.random.default_rng(0)))]
-    dtype_bads = [Bad("torch.int64", torch.int64), Bad('"float32"', "float32"),
-                  Bad("np.float32", np.float32), Bad("torch.complex64", torch.complex64, True)]
+    generator_bads = [
+        Bad("3", 3),
+        Bad('"g"', "g"),  # None is valid: the global generator
+        Bad("a NumPy generator", fresh(lambda: np.random.default_rng(0))),
+    ]
+    dtype_bads = [
+        Bad("torch.int64", torch.int64),
+        Bad('"float32"', "float32"),
+        Bad("np.float32", np.float32),
+        Bad("torch.complex64", torch.complex64, True),
+    ]
     device_bads = [Bad("3", 3), Bad('"nonsense"', "nonsense")]
     if CUDA_MISSING:
         device_bads.append(Bad('"cuda" without CUDA', "cuda"))
-    T.append(Target("gumbel_noise", C.gumbel_noise,
-                    lambda: {"shape": (2, 3), "generator": None, "dtype": torch.float64,
-                             "device": "cpu"}, ("shape", "generator"),
-                    # a generator of sizes is valid: shape is read once, into a tuple
-                    {"shape": [Bad("None", None), Bad('"abc"', "abc"), Bad("3", 3),
-                               Bad("(2, -1)", (2, -1), True), Bad("(2.5,)", (2.5,)),
-                               Bad("(True, 3)", (True, 3)), Bad("(HUGE, HUGE)", (HUGE, HUGE)),
-                               Bad("a tensor", fresh(lambda: torch.tensor([2, 3])))],
-                     "generator": generator_bads,
-                     "dtype": [*dtype_bads],  # None is valid: the default dtype
-                     "device": device_bads}))  # None is valid: the default device
+    T.append(
+        Target(
+            "gumbel_noise",
+            C.gumbel_noise,
+            lambda: {"shape": (2, 3), "generator": None, "dtype": torch.float64, "device": "cpu"},
+            ("shape", "generator"),
+            # a generator of sizes is valid: shape is read once, into a tuple
+            {
+                "shape": [
+                    Bad("None", None),
+                    Bad('"abc"', "abc"),
+                    Bad("3", 3),
+                    Bad("(2, -1)", (2, -1), True),
+                    Bad("(2.5,)", (2.5,)),
+                    Bad("(True, 3)", (True, 3)),
+                    Bad("(HUGE, HUGE)", (HUGE, HUGE)),
+                    Bad("a tensor", fresh(lambda: torch.tensor([2, 3]))),
+                ],
+                "generator": generator_bads,
+                "dtype": [*dtype_bads],  # None is valid: the default dtype
+                "device": device_bads,
+            },
+        )
+    )  # None is valid: the default device
     logits = lambda: torch.tensor([0.0, 1.0, 2.0], requires_grad=True)  # noqa: E731
     logits_bads = tensor_bads(torch.zeros(1), torch.tensor(0.0))  # K = 1; no category axis
-    T.append(Target("gumbel_max_sample", C.gumbel_max_sample,
-                    lambda: {"logits": logits(), "num_samples": 4, "noise": None},
-                    ("logits", "num_samples"),
-                    {"logits": logits_bads, "num_samples": count_bads(1),
-                     "noise": [Bad('"x"', "x"), Bad("3", 3), Bad("a list", [[0.0] * 3] * 4),
-                               Bad("shape (3, 3)", fresh(lambda: torch.zeros(3, 3))),
-                               Bad("NaN", fresh(lambda: torch.full((4, 3), math.nan)), True),
-                               Bad("inf", fresh(lambda: torch.full((4, 3), math.inf)), True),
-                               Bad("complex", fresh(lambda: torch.zeros(4, 3, dtype=torch.cfloat)),
-                                   True),
-                               Bad("an int tensor", fresh(lambda: torch.zeros(4, 3).long()))]}))
-    T.append(Target("gumbel_softmax_sample", C.gumbel_softmax_sample,
-                    lambda: {"logits": logits(), "temperature": 0.5, "num_samples": 4,
-                             "hard": False}, ("logits", "temperature", "num_samples"),
-                    {"logits": logits_bads,
-                     "temperature": real_bads(positive=True, extra=[
-                         Bad("1e-300", 1e-300), Bad("shape (2,)", fresh(lambda: torch.ones(2))),
-                         Bad("an int tensor", fresh(lambda: torch.tensor(1)))]),
-                     "num_samples": count_bads(1), "hard": flag_bads()}))
-    T.append(Target("straight_through_bernoulli", C.straight_through_bernoulli,
-                    lambda: {"logits": logits(), "num_samples": 4}, ("logits", "num_samples"),
-                    {"logits": tensor_bads(), "num_samples": count_bads(1)}))
+    T.append(
+        Target(
+            "gumbel_max_sample",
+            C.gumbel_max_sample,
+            lambda: {"logits": logits(), "num_samples": 4, "noise": None},
+            ("logits", "num_samples"),
+            {
+                "logits": logits_bads,
+                "num_samples": count_bads(1),
+                "noise": [
+                    Bad('"x"', "x"),
+                    Bad("3", 3),
+                    Bad("a list", [[0.0] * 3] * 4),
+                    Bad("shape (3, 3)", fresh(lambda: torch.zeros(3, 3))),
+                    Bad("NaN", fresh(lambda: torch.full((4, 3), math.nan)), True),
+                    Bad("inf", fresh(lambda: torch.full((4, 3), math.inf)), True),
+                    Bad("complex", fresh(lambda: torch.zeros(4, 3, dtype=torch.cfloat)), True),
+                    Bad("an int tensor", fresh(lambda: torch.zeros(4, 3).long())),
+                ],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "gumbel_softmax_sample",
+            C.gumbel_softmax_sample,
+            lambda: {"logits": logits(), "temperature": 0.5, "num_samples": 4, "hard": False},
+            ("logits", "temperature", "num_samples"),
+            {
+                "logits": logits_bads,
+                "temperature": real_bads(
+                    positive=True,
+                    extra=[
+                        Bad("1e-300", 1e-300),
+                        Bad("shape (2,)", fresh(lambda: torch.ones(2))),
+                        Bad("an int tensor", fresh(lambda: torch.tensor(1))),
+                    ],
+                ),
+                "num_samples": count_bads(1),
+                "hard": flag_bads(),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "straight_through_bernoulli",
+            C.straight_through_bernoulli,
+            lambda: {"logits": logits(), "num_samples": 4},
+            ("logits", "num_samples"),
+            {"logits": tensor_bads(), "num_samples": count_bads(1)},
+        )
+    )
 
     # ------------------------------------------------------------ seeding, checks
-    T.append(Target("seed_everything", C.seed_everything, lambda: {"seed": 0}, ("seed",),
-                    {"seed": count_bads(0, huge=False, extra=[Bad("2**32", 2**32)])}))
-    T.append(Target("critical_z", C.critical_z,
-                    lambda: {"false_alarm": 0.01, "num_comparisons": 3},
-                    ("false_alarm", "num_comparisons"),
-                    {"false_alarm": probability_bads(),
-                     # a huge count is valid (it allocates nothing); one that underflows is not
-                     "num_comparisons": count_bads(1, huge=False, extra=[
-                         Bad("10**400, underflowing", 10**400)])}))
-    check_tensor_bads = [Bad("None", None), Bad('"x"', "x"), Bad("True", True),
-                         Bad("NaN", math.nan, True), Bad("inf", math.inf, True),
-                         Bad("1j", 1j, True), Bad("a NaN tensor", Derived(nan_of), True),
-                         Bad("a complex tensor", Derived(complex_of), True),
-                         Bad("an empty tensor", fresh(lambda: torch.empty(0))),
-                         Bad("shape (3,)", fresh(lambda: torch.ones(3)))]
-    T.append(Target("check_close", C.check_close,
-                    lambda: {"label": "E[x]", "estimate": torch.tensor([1.0, 2.0]),
-                             "exact": torch.tensor([1.0, 2.0]), "stderr": torch.tensor([0.1, 0.1]),
-                             "false_alarm": 1e-3, "verbose": False},
-                    ("label", "estimate", "exact"),
-                    {"label": [*label_bads(), Bad('""', ""), Bad('"  "', "  ")],
-                     "estimate": check_tensor_bads, "exact": check_tensor_bads,
-                     "stderr": [*check_tensor_bads[1:],  # None: a deterministic check
-                                Bad("negative", fresh(lambda: torch.tensor([0.1, -0.1])))],
-                     "false_alarm": probability_bads(), "verbose": flag_bads()}))
-    tolerance_bads = [Bad("-1", -1.0), Bad("NaN", math.nan, True), Bad("inf", math.inf, True),
-                      Bad("True", True), Bad('"x"', "x"), Bad("1j", 1j, True)]
-    T.append(Target("check_close", C.check_close,
-                    lambda: {"label": "E[x]", "estimate": 1.0, "exact": 1.0, "rtol": 1e-6,
-                             "atol": 1e-9, "verbose": False}, ("label", "estimate", "exact"),
-                    {"rtol": tolerance_bads, "atol": tolerance_bads}))
-    T.append(Target("check_mc", C.check_mc,
-                    lambda: {"label": "E[x]", "values": torch.linspace(-1.0, 1.0, N),
-                             "exact": 0.0, "false_alarm": 1e-3, "verbose": False},
-                    ("label", "values", "exact"),
-                    {"label": label_bads(),
-                     # integer and boolean samples are numbers (an indicator's mean)
-                     "values": tensor_bads(torch.tensor(1.0), torch.ones(1), ints=False),
-                     # a tensor exact broadcasts: it compares several coordinates
-                     "exact": check_tensor_bads[:-1],
-                     "false_alarm": probability_bads(), "verbose": flag_bads()}))
-    T.append(Target("check_at_least", C.check_at_least,
-                    lambda: {"label": "L5 >= L1", "estimate": 1.0, "bound": 0.5, "stderr": 0.1,
-                             "false_alarm": 1e-3, "verbose": False},
-                    ("label", "estimate", "bound"),
-                    {"label": label_bads(), "estimate": check_tensor_bads[:-1],
-                     "bound": check_tensor_bads[:-1],
-                     "stderr": [*check_tensor_bads[:-1], Bad("-0.1", -0.1)],
-                     "false_alarm": probability_bads(extra=[Bad("0.5", 0.5)]),
-                     "verbose": flag_bads()}))
-    result_bads = [Bad("None", None), Bad('"x"', "x"), Bad("a list", [1.0]),
-                   Bad("a complex tensor", Derived(complex_of), True),
-                   Bad("an int tensor", Derived(int_of)),
-                   Bad("shape (2,)", fresh(lambda: torch.ones(2)))]
-    finite_result_bads = [*result_bads, Bad("a NaN tensor", Derived(nan_of), True),
-                          Bad("an inf tensor", Derived(inf_of), True)]
+    T.append(
+        Target(
+            "seed_everything",
+            C.seed_everything,
+            lambda: {"seed": 0},
+            ("seed",),
+            {"seed": count_bads(0, huge=False, extra=[Bad("2**32", 2**32)])},
+        )
+    )
+    T.append(
+        Target(
+            "critical_z",
+            C.critical_z,
+            lambda: {"false_alarm": 0.01, "num_comparisons": 3},
+            ("false_alarm", "num_comparisons"),
+            {
+                "false_alarm": probability_bads(),
+                # a huge count is valid (it allocates nothing); one that underflows is not
+                "num_comparisons": count_bads(
+                    1, huge=False, extra=[Bad("10**400, underflowing", 10**400)]
+                ),
+            },
+        )
+    )
+    check_tensor_bads = [
+        Bad("None", None),
+        Bad('"x"', "x"),
+        Bad("True", True),
+        Bad("NaN", math.nan, True),
+        Bad("inf", math.inf, True),
+        Bad("1j", 1j, True),
+        Bad("a NaN tensor", Derived(nan_of), True),
+        Bad("a complex tensor", Derived(complex_of), True),
+        Bad("an empty tensor", fresh(lambda: torch.empty(0))),
+        Bad("shape (3,)", fresh(lambda: torch.ones(3))),
+    ]
+    T.append(
+        Target(
+            "check_close",
+            C.check_close,
+            lambda: {
+                "label": "E[x]",
+                "estimate": torch.tensor([1.0, 2.0]),
+                "exact": torch.tensor([1.0, 2.0]),
+                "stderr": torch.tensor([0.1, 0.1]),
+                "false_alarm": 1e-3,
+                "verbose": False,
+            },
+            ("label", "estimate", "exact"),
+            {
+                "label": [*label_bads(), Bad('""', ""), Bad('"  "', "  ")],
+                "estimate": check_tensor_bads,
+                "exact": check_tensor_bads,
+                "stderr": [
+                    *check_tensor_bads[1:],  # None: a deterministic check
+                    Bad("negative", fresh(lambda: torch.tensor([0.1, -0.1]))),
+                ],
+                "false_alarm": probability_bads(),
+                "verbose": flag_bads(),
+            },
+        )
+    )
+    tolerance_bads = [
+        Bad("-1", -1.0),
+        Bad("NaN", math.nan, True),
+        Bad("inf", math.inf, True),
+        Bad("True", True),
+        Bad('"x"', "x"),
+        Bad("1j", 1j, True),
+    ]
+    T.append(
+        Target(
+            "check_close",
+            C.check_close,
+            lambda: {
+                "label": "E[x]",
+                "estimate": 1.0,
+                "exact": 1.0,
+                "rtol": 1e-6,
+                "atol": 1e-9,
+                "verbose": False,
+            },
+            ("label", "estimate", "exact"),
+            {"rtol": tolerance_bads, "atol": tolerance_bads},
+        )
+    )
+    T.append(
+        Target(
+            "check_mc",
+            C.check_mc,
+            lambda: {
+                "label": "E[x]",
+                "values": torch.linspace(-1.0, 1.0, N),
+                "exact": 0.0,
+                "false_alarm": 1e-3,
+                "verbose": False,
+            },
+            ("label", "values", "exact"),
+            {
+                "label": label_bads(),
+                # integer and boolean samples are numbers (an indicator's mean)
+                "values": tensor_bads(torch.tensor(1.0), torch.ones(1), ints=False),
+                # a tensor exact broadcasts: it compares several coordinates
+                "exact": check_tensor_bads[:-1],
+                "false_alarm": probability_bads(),
+                "verbose": flag_bads(),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "check_at_least",
+            C.check_at_least,
+            lambda: {
+                "label": "L5 >= L1",
+                "estimate": 1.0,
+                "bound": 0.5,
+                "stderr": 0.1,
+                "false_alarm": 1e-3,
+                "verbose": False,
+            },
+            ("label", "estimate", "bound"),
+            {
+                "label": label_bads(),
+                "estimate": check_tensor_bads[:-1],
+                "bound": check_tensor_bads[:-1],
+                "stderr": [*check_tensor_bads[:-1], Bad("-0.1", -0.1)],
+                "false_alarm": probability_bads(extra=[Bad("0.5", 0.5)]),
+                "verbose": flag_bads(),
+            },
+        )
+    )
+    result_bads = [
+        Bad("None", None),
+        Bad('"x"', "x"),
+        Bad("a list", [1.0]),
+        Bad("a complex tensor", Derived(complex_of), True),
+        Bad("an int tensor", Derived(int_of)),
+        Bad("shape (2,)", fresh(lambda: torch.ones(2))),
+    ]
+    finite_result_bads = [
+        *result_bads,
+        Bad("a NaN tensor", Derived(nan_of), True),
+        Bad("an inf tensor", Derived(inf_of), True),
+    ]
     for cls in (C.CheckResult, C.BoundCheckResult):
-        T.append(Target(cls.__name__, cls,
-                        lambda: {"label": "E[x]", "estimate": torch.tensor([1.0]),
-                                 "exact": torch.tensor([1.0]), "stderr": torch.tensor([0.1]),
-                                 "distance": torch.tensor([0.0]), "limit": torch.tensor([3.29]),
-                                 "passed": True}, (),
-                        {"label": [*label_bads(), Bad('""', "")],
-                         "estimate": finite_result_bads, "exact": finite_result_bads,
-                         "stderr": finite_result_bads[1:],  # None: a deterministic check
-                         # an infinite distance is valid: a nonzero gap with zero stderr
-                         "distance": [*result_bads, Bad("a NaN tensor", Derived(nan_of), True)],
-                         "limit": finite_result_bads, "passed": flag_bads()}))
+        T.append(
+            Target(
+                cls.__name__,
+                cls,
+                lambda: {
+                    "label": "E[x]",
+                    "estimate": torch.tensor([1.0]),
+                    "exact": torch.tensor([1.0]),
+                    "stderr": torch.tensor([0.1]),
+                    "distance": torch.tensor([0.0]),
+                    "limit": torch.tensor([3.29]),
+                    "passed": True,
+                },
+                (),
+                {
+                    "label": [*label_bads(), Bad('""', "")],
+                    "estimate": finite_result_bads,
+                    "exact": finite_result_bads,
+                    "stderr": finite_result_bads[1:],  # None: a deterministic check
+                    # an infinite distance is valid: a nonzero gap with zero stderr
+                    "distance": [*result_bads, Bad("a NaN tensor", Derived(nan_of), True)],
+                    "limit": finite_result_bads,
+                    "passed": flag_bads(),
+                },
+            )
+        )
 
     # ------------------------------------------------------------ data
-    T.append(Target("binarize", C.binarize, lambda: {"x": grey[:3].clone(), "seed": 0}, ("x",),
-                    # any shape (an empty one too), integer and boolean input are documented
-                    {"x": tensor_bads(ints=False, empty=False, extra=[
+    T.append(
+        Target(
+            "binarize",
+            C.binarize,
+            lambda: {"x": grey[:3].clone(), "seed": 0},
+            ("x",),
+            # any shape (an empty one too), integer and boolean input are documented
+            {
+                "x": tensor_bads(
+                    ints=False,
+                    empty=False,
+                    extra=[
                         Bad("grey levels above 1", fresh(lambda: torch.full((2,), 2.0))),
-                        Bad("negative grey levels", fresh(lambda: torch.full((2,), -0.5)))]),
-                     # None is valid: dynamic binarization, from the global generator
-                     "seed": count_bads(0, huge=False, none=False,
-                                        extra=[Bad("2**64", 2**64)])}))
-    T.append(Target("load_digits", C.load_digits,
-                    lambda: {"test_size": 300, "dtype": torch.float32, "device": "cpu"},
-                    ("test_size",),
-                    {"test_size": count_bads(1, extra=[Bad("1797", 1797)]),
-                     "dtype": [*dtype_bads, Bad("None", None)], "device": device_bads}))
+                        Bad("negative grey levels", fresh(lambda: torch.full((2,), -0.5))),
+                    ],
+                ),
+                # None is valid: dynamic binarization, from the global generator
+                "seed": count_bads(0, huge=False, none=False, extra=[Bad("2**64", 2**64)]),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "load_digits",
+            C.load_digits,
+            lambda: {"test_size": 300, "dtype": torch.float32, "device": "cpu"},
+            ("test_size",),
+            {
+                "test_size": count_bads(1, extra=[Bad("1797", 1797)]),
+                "dtype": [*dtype_bads, Bad("None", None)],
+                "device": device_bads,
+            },
+        )
+    )
     checksums = _fake_mnist(tmp / "mnist")
     (tmp / "a_file").write_text("not a directory")
     garbage = tmp / "garbage"
@@ -675,264 +1188,665 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
     for name in checksums:
         (garbage / name).write_bytes(b"not gzip")
     first = next(iter(checksums))
-    T.append(Target("load_mnist", C.load_mnist,
-                    lambda: {"root": tmp / "mnist", "download": False, "checksums": checksums,
-                             "verify": True, "dtype": torch.float32, "device": "cpu"},
-                    ("root",),
-                    {"root": [Bad("None", None), Bad("3", 3),
-                              Bad("a missing directory", tmp / "missing"),
-                              Bad("a file, not a directory", tmp / "a_file")],
-                     "download": flag_bads(), "verify": flag_bads(),
-                     "mirror": [Bad("3", 3), Bad("None", None), Bad("bytes", b"https://x/")],
-                     "checksums": [Bad("None", None), Bad('"x"', "x"), Bad("{}", {}),
-                                   Bad("a list", [1, 2]),
-                                   Bad("a wrong digest",
-                                       {**checksums, first: ("sha256", "0" * 64)}),
-                                   Bad("an unknown algorithm",
-                                       {**checksums, first: ("md99", "0")})],
-                     "dtype": dtype_bads, "device": device_bads}))
-    T.append(Target("load_mnist", C.load_mnist,
-                    lambda: {"root": tmp / "mnist", "checksums": checksums}, ("root",),
-                    {"root": [Bad("a directory of files of another format", garbage)]}))
-    T.append(Target("load_mnist", C.load_mnist,
-                    lambda: {"root": tmp / "mnist", "checksums": checksums, "verify": False},
-                    ("root",),
-                    {"root": [Bad("a directory of files of another format", garbage)]}))
-    dataset_x_bads = tensor_bads(torch.zeros(5, 3), torch.zeros(5), extra=[
-        Bad("values above 1", fresh(lambda: torch.full((5, 4), 2.0)))])
-    label_tensor_bads = [Bad("None", None), Bad('"x"', "x"),
-                         Bad("a float tensor", fresh(lambda: torch.zeros(5))),
-                         Bad("a complex tensor", fresh(lambda: torch.zeros(5, dtype=torch.cfloat)),
-                             True),
-                         Bad("one label too few", fresh(lambda: torch.zeros(4).long()))]
-    T.append(Target("Dataset", C.Dataset,
-                    lambda: {"train_x": torch.rand(5, 4), "train_y": torch.arange(5),
-                             "test_x": torch.rand(5, 4), "test_y": torch.arange(5),
-                             "image_shape": (2, 2), "description": "toy"}, (),
-                    {"train_x": dataset_x_bads, "test_x": dataset_x_bads,
-                     "train_y": label_tensor_bads, "test_y": label_tensor_bads,
-                     "image_shape": [Bad("None", None), Bad('"22"', "22"), Bad("(4,)", (4,)),
-                                     Bad("(0, 4)", (0, 4)), Bad("(2.5, 2)", (2.5, 2)),
-                                     Bad("(2, 3) for 4 pixels", (2, 3))],
-                     "description": label_bads()}))
+    T.append(
+        Target(
+            "load_mnist",
+            C.load_mnist,
+            lambda: {
+                "root": tmp / "mnist",
+                "download": False,
+                "checksums": checksums,
+                "verify": True,
+                "dtype": torch.float32,
+                "device": "cpu",
+            },
+            ("root",),
+            {
+                "root": [
+                    Bad("None", None),
+                    Bad("3", 3),
+                    Bad("a missing directory", tmp / "missing"),
+                    Bad("a file, not a directory", tmp / "a_file"),
+                ],
+                "download": flag_bads(),
+                "verify": flag_bads(),
+                "mirror": [Bad("3", 3), Bad("None", None), Bad("bytes", b"https://x/")],
+                "checksums": [
+                    Bad("None", None),
+                    Bad('"x"', "x"),
+                    Bad("{}", {}),
+                    Bad("a list", [1, 2]),
+                    Bad("a wrong digest", {**checksums, first: ("sha256", "0" * 64)}),
+                    Bad("an unknown algorithm", {**checksums, first: ("md99", "0")}),
+                ],
+                "dtype": dtype_bads,
+                "device": device_bads,
+            },
+        )
+    )
+    T.append(
+        Target(
+            "load_mnist",
+            C.load_mnist,
+            lambda: {"root": tmp / "mnist", "checksums": checksums},
+            ("root",),
+            {"root": [Bad("a directory of files of another format", garbage)]},
+        )
+    )
+    T.append(
+        Target(
+            "load_mnist",
+            C.load_mnist,
+            lambda: {"root": tmp / "mnist", "checksums": checksums, "verify": False},
+            ("root",),
+            {"root": [Bad("a directory of files of another format", garbage)]},
+        )
+    )
+    dataset_x_bads = tensor_bads(
+        torch.zeros(5, 3),
+        torch.zeros(5),
+        extra=[Bad("values above 1", fresh(lambda: torch.full((5, 4), 2.0)))],
+    )
+    label_tensor_bads = [
+        Bad("None", None),
+        Bad('"x"', "x"),
+        Bad("a float tensor", fresh(lambda: torch.zeros(5))),
+        Bad("a complex tensor", fresh(lambda: torch.zeros(5, dtype=torch.cfloat)), True),
+        Bad("one label too few", fresh(lambda: torch.zeros(4).long())),
+    ]
+    T.append(
+        Target(
+            "Dataset",
+            C.Dataset,
+            lambda: {
+                "train_x": torch.rand(5, 4),
+                "train_y": torch.arange(5),
+                "test_x": torch.rand(5, 4),
+                "test_y": torch.arange(5),
+                "image_shape": (2, 2),
+                "description": "toy",
+            },
+            (),
+            {
+                "train_x": dataset_x_bads,
+                "test_x": dataset_x_bads,
+                "train_y": label_tensor_bads,
+                "test_y": label_tensor_bads,
+                "image_shape": [
+                    Bad("None", None),
+                    Bad('"22"', "22"),
+                    Bad("(4,)", (4,)),
+                    Bad("(0, 4)", (0, 4)),
+                    Bad("(2.5, 2)", (2.5, 2)),
+                    Bad("(2, 3) for 4 pixels", (2, 3)),
+                ],
+                "description": label_bads(),
+            },
+        )
+    )
 
     # ------------------------------------------------------------ diagrams, guide, plotting
     ax_bads = [Bad("None", None), Bad("3", 3), Bad("a Figure", fresh(lambda: plt.figure()))]
     strings = lambda: (s for s in C.GRAPH_LABELS)  # noqa: E731
-    T.append(Target("draw_computational_graph", C.draw_computational_graph,
-                    lambda: {"ax": axes(), "labels": C.GRAPH_LABELS, "cut_edge": 1,
-                             "detours": True, "detour_labels": C.DETOUR_LABELS}, ("ax",),
-                    {"ax": ax_bads,
-                     "labels": [Bad('"abc"', "abc"), Bad("None", None), Bad("numbers", [1, 2, 3]),
-                                Bad("one label", ["a"]), Bad("a generator", fresh(strings))],
-                     "cut_edge": [Bad("-1", -1, True), Bad("2.5", 2.5), Bad("True", True),
-                                  Bad('"1"', "1"), Bad("10", 10),
-                                  Bad("None, with detours", None)],
-                     "detours": flag_bads(),
-                     "detour_labels": [Bad("None", None), Bad('"ab"', "ab"), Bad("one", ["a"]),
-                                       Bad("numbers", [1, 2]),
-                                       Bad("a generator",
-                                           fresh(lambda: (s for s in C.DETOUR_LABELS)))]}))
-    T.append(Target("draw_decision_guide", C.draw_decision_guide, lambda: {"ax": axes()},
-                    ("ax",), {"ax": ax_bads}))
-    flags = ("differentiable_f", "reparameterizable", "discrete", "support_depends_on_theta",
-             "bias_ok", "gaussian")
-    T.append(Target("recommend", C.recommend,
-                    lambda: {"differentiable_f": True, "reparameterizable": True,
-                             "discrete": False, "support_depends_on_theta": False, "budget": 4,
-                             "num_params": 2, "bias_ok": False, "gaussian": True}, (),
-                    {**{name: flag_bads() for name in flags},
-                     # a huge budget or parameter count allocates nothing
-                     "budget": count_bads(1, huge=False),
-                     "num_params": count_bads(1, huge=False)}))
-    T.append(Target("Recommendation", C.Recommendation,
-                    lambda: {"estimator": "pathwise", "unbiased": True, "reason": "why"}, (),
-                    {"estimator": [*label_bads(), Bad('""', "")], "unbiased": flag_bads(),
-                     "reason": label_bads()}))
+    T.append(
+        Target(
+            "draw_computational_graph",
+            C.draw_computational_graph,
+            lambda: {
+                "ax": axes(),
+                "labels": C.GRAPH_LABELS,
+                "cut_edge": 1,
+                "detours": True,
+                "detour_labels": C.DETOUR_LABELS,
+            },
+            ("ax",),
+            {
+                "ax": ax_bads,
+                "labels": [
+                    Bad('"abc"', "abc"),
+                    Bad("None", None),
+                    Bad("numbers", [1, 2, 3]),
+                    Bad("one label", ["a"]),
+                    Bad("a generator", fresh(strings)),
+                ],
+                "cut_edge": [
+                    Bad("-1", -1, True),
+                    Bad("2.5", 2.5),
+                    Bad("True", True),
+                    Bad('"1"', "1"),
+                    Bad("10", 10),
+                    Bad("None, with detours", None),
+                ],
+                "detours": flag_bads(),
+                "detour_labels": [
+                    Bad("None", None),
+                    Bad('"ab"', "ab"),
+                    Bad("one", ["a"]),
+                    Bad("numbers", [1, 2]),
+                    Bad("a generator", fresh(lambda: (s for s in C.DETOUR_LABELS))),
+                ],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "draw_decision_guide",
+            C.draw_decision_guide,
+            lambda: {"ax": axes()},
+            ("ax",),
+            {"ax": ax_bads},
+        )
+    )
+    flags = (
+        "differentiable_f",
+        "reparameterizable",
+        "discrete",
+        "support_depends_on_theta",
+        "bias_ok",
+        "gaussian",
+    )
+    T.append(
+        Target(
+            "recommend",
+            C.recommend,
+            lambda: {
+                "differentiable_f": True,
+                "reparameterizable": True,
+                "discrete": False,
+                "support_depends_on_theta": False,
+                "budget": 4,
+                "num_params": 2,
+                "bias_ok": False,
+                "gaussian": True,
+            },
+            (),
+            {
+                **{name: flag_bads() for name in flags},
+                # a huge budget or parameter count allocates nothing
+                "budget": count_bads(1, huge=False),
+                "num_params": count_bads(1, huge=False),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "Recommendation",
+            C.Recommendation,
+            lambda: {"estimator": "pathwise", "unbiased": True, "reason": "why"},
+            (),
+            {
+                "estimator": [*label_bads(), Bad('""', "")],
+                "unbiased": flag_bads(),
+                "reason": label_bads(),
+            },
+        )
+    )
     T.append(Target("use_book_style", C.use_book_style, dict))
-    T.append(Target("plot_running_mean", C.plot_running_mean,
-                    lambda: {"ax": axes(), "running": C.running_mean(torch.linspace(0, 1, N)),
-                             "exact": 0.5, "label": "mean", "level": 0.95}, ("ax", "running"),
-                    {"ax": ax_bads,
-                     "running": [Bad("None", None), Bad("a tensor", fresh(lambda: torch.zeros(N))),
-                                 Bad("an Estimate of shape ()", fresh(estimate)),
-                                 Bad("a tuple", (torch.zeros(N), torch.zeros(N)))],
-                     "exact": real_bads(none=False),  # None: no exact line
-                     "label": label_bads(), "level": probability_bads()}))
+    T.append(
+        Target(
+            "plot_running_mean",
+            C.plot_running_mean,
+            lambda: {
+                "ax": axes(),
+                "running": C.running_mean(torch.linspace(0, 1, N)),
+                "exact": 0.5,
+                "label": "mean",
+                "level": 0.95,
+            },
+            ("ax", "running"),
+            {
+                "ax": ax_bads,
+                "running": [
+                    Bad("None", None),
+                    Bad("a tensor", fresh(lambda: torch.zeros(N))),
+                    Bad("an Estimate of shape ()", fresh(estimate)),
+                    Bad("a tuple", (torch.zeros(N), torch.zeros(N))),
+                ],
+                "exact": real_bads(none=False),  # None: no exact line
+                "label": label_bads(),
+                "level": probability_bads(),
+            },
+        )
+    )
     positive_array_bads = tensor_bads(
-        np.ones(4), ints=False,  # integer sizes are numbers
-        extra=[Bad("True", True), Bad("a zero", np.array([0.0, 100.0, 1000.0])),
-               Bad("a negative entry", np.array([-10.0, 100.0, 1000.0]))])
-    T.append(Target("plot_rate", C.plot_rate,
-                    lambda: {"ax": axes(), "num_samples": np.array([10.0, 100.0, 1000.0]),
-                             "errors": np.array([0.3, 0.1, 0.03]), "sigma": 1.0,
-                             "label": "measured"}, ("ax", "num_samples", "errors", "sigma"),
-                    {"ax": ax_bads, "num_samples": positive_array_bads,
-                     "errors": positive_array_bads,
-                     "sigma": real_bads(positive=True, none=False),  # None: no theory line
-                     "label": label_bads()}))
+        np.ones(4),
+        ints=False,  # integer sizes are numbers
+        extra=[
+            Bad("True", True),
+            Bad("a zero", np.array([0.0, 100.0, 1000.0])),
+            Bad("a negative entry", np.array([-10.0, 100.0, 1000.0])),
+        ],
+    )
+    T.append(
+        Target(
+            "plot_rate",
+            C.plot_rate,
+            lambda: {
+                "ax": axes(),
+                "num_samples": np.array([10.0, 100.0, 1000.0]),
+                "errors": np.array([0.3, 0.1, 0.03]),
+                "sigma": 1.0,
+                "label": "measured",
+            },
+            ("ax", "num_samples", "errors", "sigma"),
+            {
+                "ax": ax_bads,
+                "num_samples": positive_array_bads,
+                "errors": positive_array_bads,
+                "sigma": real_bads(positive=True, none=False),  # None: no theory line
+                "label": label_bads(),
+            },
+        )
+    )
     interval_bads = tensor_bads(torch.zeros(3), ints=False, extra=[Bad("True", True)])
-    T.append(Target("plot_intervals", C.plot_intervals,
-                    lambda: {"ax": axes(), "lower": torch.tensor([0.0, 1.0]),
-                             "upper": torch.tensor([1.0, 2.0]), "exact": 0.5, "max_shown": 10},
-                    ("ax", "lower", "upper", "exact"),
-                    {"ax": ax_bads,
-                     "lower": [*interval_bads, Bad("above upper",
-                                                   fresh(lambda: torch.tensor([2.0, 3.0])))],
-                     "upper": [*interval_bads, Bad("below lower",
-                                                   fresh(lambda: torch.tensor([-1.0, 0.0])))],
-                     "exact": real_bads(),
-                     # a huge max_shown shows every interval; it allocates nothing
-                     "max_shown": count_bads(1, huge=False)}))
-    T.append(Target("plot_images", C.plot_images,
-                    lambda: {"ax": axes(), "images": np.full((3, 6), 0.5), "image_shape": (2, 3),
-                             "ncols": 2, "pad": 1}, ("ax", "images", "image_shape"),
-                    {"ax": ax_bads,
-                     # integer pixels 0 and 1 are valid intensities
-                     "images": tensor_bads(np.zeros((3, 5)), ints=False, extra=[
-                         Bad("values above 1", np.full((3, 6), 2.0))]),
-                     "image_shape": [Bad("None", None), Bad('"23"', "23"), Bad("(6,)", (6,)),
-                                     Bad("(0, 3)", (0, 3)), Bad("(2.5, 3)", (2.5, 3)),
-                                     Bad("(3, 3) for 6 pixels", (3, 3)),
-                                     Bad("a generator", fresh(lambda: (s for s in (2, 3))))],
-                     "ncols": count_bads(1), "pad": count_bads(0)}))
+    T.append(
+        Target(
+            "plot_intervals",
+            C.plot_intervals,
+            lambda: {
+                "ax": axes(),
+                "lower": torch.tensor([0.0, 1.0]),
+                "upper": torch.tensor([1.0, 2.0]),
+                "exact": 0.5,
+                "max_shown": 10,
+            },
+            ("ax", "lower", "upper", "exact"),
+            {
+                "ax": ax_bads,
+                "lower": [
+                    *interval_bads,
+                    Bad("above upper", fresh(lambda: torch.tensor([2.0, 3.0]))),
+                ],
+                "upper": [
+                    *interval_bads,
+                    Bad("below lower", fresh(lambda: torch.tensor([-1.0, 0.0]))),
+                ],
+                "exact": real_bads(),
+                # a huge max_shown shows every interval; it allocates nothing
+                "max_shown": count_bads(1, huge=False),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "plot_images",
+            C.plot_images,
+            lambda: {
+                "ax": axes(),
+                "images": np.full((3, 6), 0.5),
+                "image_shape": (2, 3),
+                "ncols": 2,
+                "pad": 1,
+            },
+            ("ax", "images", "image_shape"),
+            {
+                "ax": ax_bads,
+                # integer pixels 0 and 1 are valid intensities
+                "images": tensor_bads(
+                    np.zeros((3, 5)),
+                    ints=False,
+                    extra=[Bad("values above 1", np.full((3, 6), 2.0))],
+                ),
+                "image_shape": [
+                    Bad("None", None),
+                    Bad('"23"', "23"),
+                    Bad("(6,)", (6,)),
+                    Bad("(0, 3)", (0, 3)),
+                    Bad("(2.5, 3)", (2.5, 3)),
+                    Bad("(3, 3) for 6 pixels", (3, 3)),
+                    Bad("a generator", fresh(lambda: (s for s in (2, 3)))),
+                ],
+                "ncols": count_bads(1),
+                "pad": count_bads(0),
+            },
+        )
+    )
 
     # ------------------------------------------------------------ VAE
-    T.append(Target("VAE", C.VAE,
-                    lambda: {"data_dim": 4, "latent_dim": 2, "hidden_dim": 3},
-                    ("data_dim", "latent_dim", "hidden_dim"),
-                    {name: count_bads(1) for name in ("data_dim", "latent_dim", "hidden_dim")}))
+    T.append(
+        Target(
+            "VAE",
+            C.VAE,
+            lambda: {"data_dim": 4, "latent_dim": 2, "hidden_dim": 3},
+            ("data_dim", "latent_dim", "hidden_dim"),
+            {name: count_bads(1) for name in ("data_dim", "latent_dim", "hidden_dim")},
+        )
+    )
     image_bads = tensor_bads(  # integer 0/1 images are valid
-        torch.zeros(3, 5), torch.zeros(4), ints=False,
-        extra=[Bad("values above 1", fresh(lambda: torch.full((3, 4), 2.0)))])
+        torch.zeros(3, 5),
+        torch.zeros(4),
+        ints=False,
+        extra=[Bad("values above 1", fresh(lambda: torch.full((3, 4), 2.0)))],
+    )
     binary_bads = [*image_bads, Bad("grey levels", fresh(lambda: torch.full((3, 4), 0.5)))]
     z_bads = tensor_bads(torch.zeros(5, 3), torch.tensor(0.0))
-    T.append(Target("VAE.check_images", "check_images",
-                    lambda: {"self": vae(), "x": images(), "binary": True, "name": "x"}, ("x",),
-                    {"x": binary_bads, "binary": flag_bads(), "name": label_bads()}))
-    T.append(Target("VAE.check_draws", "check_draws",
-                    lambda: {"self": vae(), "count": 2, "batch": 3, "name": "count"},
-                    ("count", "batch"),
-                    # a huge batch is refused under the caller's count's name (the count is
-                    # what the caller chose; batch is the size of the caller's data)
-                    {"count": count_bads(1), "batch": count_bads(0, huge=False),
-                     "name": label_bads()}))
-    T.append(Target("VAE.encode", "encode", lambda: {"self": vae(), "x": images()}, ("x",),
-                    {"x": image_bads}))
-    T.append(Target("VAE.decode", "decode", lambda: {"self": vae(), "z": torch.zeros(5, 2)},
-                    ("z",), {"z": z_bads}))
-    T.append(Target("VAE.log_joint", "log_joint",
-                    lambda: {"self": vae(), "x": images(), "z": torch.zeros(2, 3, 2)},
-                    ("x", "z"), {"x": binary_bads, "z": z_bads}))
-    T.append(Target("VAE.log_weights", "log_weights",
-                    lambda: {"self": vae(), "x": images(), "num_particles": 2,
-                             "sticking_the_landing": True}, ("x", "num_particles"),
-                    {"x": binary_bads, "num_particles": count_bads(1),
-                     "sticking_the_landing": flag_bads()}))
-    T.append(Target("VAE.elbo", "elbo",
-                    lambda: {"self": vae(), "x": images(), "num_particles": 2,
-                             "analytic_kl": True}, ("x", "num_particles"),
-                    {"x": binary_bads, "num_particles": count_bads(1),
-                     "analytic_kl": flag_bads()}))
-    T.append(Target("VAE.sample", "sample", lambda: {"self": vae(), "num_images": 3},
-                    ("num_images",), {"num_images": count_bads(1)}))
-    T.append(Target("VAE.reconstruct", "reconstruct", lambda: {"self": vae(), "x": images()},
-                    ("x",), {"x": image_bads}))
-    model_bads = [Bad("None", None), Bad('"vae"', "vae"), Bad("the class VAE", C.VAE),
-                  Bad("another nn.Module", fresh(lambda: nn.Linear(4, 4)))]
-    T.append(Target("iwae_bound", C.iwae_bound,
-                    lambda: {"model": vae(), "x": images(), "k": 3}, ("model", "x", "k"),
-                    {"model": model_bads, "x": binary_bads, "k": count_bads(1)}))
-    T.append(Target("log_likelihood", C.log_likelihood,
-                    lambda: {"model": vae(), "x": images(), "k": 5, "chunk_size": 2},
-                    ("model", "x", "k"),
-                    # a chunk larger than k is one chunk of k
-                    {"model": model_bads, "x": binary_bads, "k": count_bads(1),
-                     "chunk_size": count_bads(1, huge=False)}))
+    T.append(
+        Target(
+            "VAE.check_images",
+            "check_images",
+            lambda: {"self": vae(), "x": images(), "binary": True, "name": "x"},
+            ("x",),
+            {"x": binary_bads, "binary": flag_bads(), "name": label_bads()},
+        )
+    )
+    T.append(
+        Target(
+            "VAE.check_draws",
+            "check_draws",
+            lambda: {"self": vae(), "count": 2, "batch": 3, "name": "count"},
+            ("count", "batch"),
+            # a huge batch is refused under the caller's count's name (the count is
+            # what the caller chose; batch is the size of the caller's data)
+            {"count": count_bads(1), "batch": count_bads(0, huge=False), "name": label_bads()},
+        )
+    )
+    T.append(
+        Target(
+            "VAE.encode",
+            "encode",
+            lambda: {"self": vae(), "x": images()},
+            ("x",),
+            {"x": image_bads},
+        )
+    )
+    T.append(
+        Target(
+            "VAE.decode",
+            "decode",
+            lambda: {"self": vae(), "z": torch.zeros(5, 2)},
+            ("z",),
+            {"z": z_bads},
+        )
+    )
+    T.append(
+        Target(
+            "VAE.log_joint",
+            "log_joint",
+            lambda: {"self": vae(), "x": images(), "z": torch.zeros(2, 3, 2)},
+            ("x", "z"),
+            {"x": binary_bads, "z": z_bads},
+        )
+    )
+    T.append(
+        Target(
+            "VAE.log_weights",
+            "log_weights",
+            lambda: {
+                "self": vae(),
+                "x": images(),
+                "num_particles": 2,
+                "sticking_the_landing": True,
+            },
+            ("x", "num_particles"),
+            {"x": binary_bads, "num_particles": count_bads(1), "sticking_the_landing": flag_bads()},
+        )
+    )
+    T.append(
+        Target(
+            "VAE.elbo",
+            "elbo",
+            lambda: {"self": vae(), "x": images(), "num_particles": 2, "analytic_kl": True},
+            ("x", "num_particles"),
+            {"x": binary_bads, "num_particles": count_bads(1), "analytic_kl": flag_bads()},
+        )
+    )
+    T.append(
+        Target(
+            "VAE.sample",
+            "sample",
+            lambda: {"self": vae(), "num_images": 3},
+            ("num_images",),
+            {"num_images": count_bads(1)},
+        )
+    )
+    T.append(
+        Target(
+            "VAE.reconstruct",
+            "reconstruct",
+            lambda: {"self": vae(), "x": images()},
+            ("x",),
+            {"x": image_bads},
+        )
+    )
+    model_bads = [
+        Bad("None", None),
+        Bad('"vae"', "vae"),
+        Bad("the class VAE", C.VAE),
+        Bad("another nn.Module", fresh(lambda: nn.Linear(4, 4))),
+    ]
+    T.append(
+        Target(
+            "iwae_bound",
+            C.iwae_bound,
+            lambda: {"model": vae(), "x": images(), "k": 3},
+            ("model", "x", "k"),
+            {"model": model_bads, "x": binary_bads, "k": count_bads(1)},
+        )
+    )
+    T.append(
+        Target(
+            "log_likelihood",
+            C.log_likelihood,
+            lambda: {"model": vae(), "x": images(), "k": 5, "chunk_size": 2},
+            ("model", "x", "k"),
+            # a chunk larger than k is one chunk of k
+            {
+                "model": model_bads,
+                "x": binary_bads,
+                "k": count_bads(1),
+                "chunk_size": count_bads(1, huge=False),
+            },
+        )
+    )
 
     # ------------------------------------------------------------ training
-    estimator_bads = [Bad('"bogus"', "bogus"), Bad("3", 3), Bad("None", None),
-                      Bad('"Pathwise"', "Pathwise")]
-    option_baseline_bads = [Bad('"mean"', "mean"), Bad("3", 3), Bad("NaN", math.nan, True),
-                            Bad("True", True)]
-    T.append(Target("elbo_surrogate", C.elbo_surrogate,
-                    lambda: {"model": vae(), "x": images(), "estimator": "score_function",
-                             "baseline": "loo", "num_particles": 2}, ("model", "x"),
-                    {"model": model_bads, "x": binary_bads, "estimator": estimator_bads,
-                     "baseline": option_baseline_bads,
-                     "num_particles": count_bads(2)}))  # "loo" needs two particles
+    estimator_bads = [
+        Bad('"bogus"', "bogus"),
+        Bad("3", 3),
+        Bad("None", None),
+        Bad('"Pathwise"', "Pathwise"),
+    ]
+    option_baseline_bads = [
+        Bad('"mean"', "mean"),
+        Bad("3", 3),
+        Bad("NaN", math.nan, True),
+        Bad("True", True),
+    ]
+    T.append(
+        Target(
+            "elbo_surrogate",
+            C.elbo_surrogate,
+            lambda: {
+                "model": vae(),
+                "x": images(),
+                "estimator": "score_function",
+                "baseline": "loo",
+                "num_particles": 2,
+            },
+            ("model", "x"),
+            {
+                "model": model_bads,
+                "x": binary_bads,
+                "estimator": estimator_bads,
+                "baseline": option_baseline_bads,
+                "num_particles": count_bads(2),
+            },
+        )
+    )  # "loo" needs two particles
     ckpt = tmp / "train" / "vae.pt"
     ckpt.parent.mkdir()
     (tmp / "garbage.pt").write_bytes(b"not a checkpoint")
     data = lambda: grey.clone()  # noqa: E731
-    train_kwargs = {"epochs": 1, "batch_size": 4, "lr": 1e-2, "estimator": "pathwise",
-                    "baseline": None, "num_particles": 1, "progress": False}
-    data_bads = tensor_bads(torch.zeros(8, 5), ints=False, extra=[  # 0/1 integers are valid
-        Bad("values above 1", fresh(lambda: torch.full((8, 4), 2.0))),
-        Bad("no images", fresh(lambda: torch.zeros(0, 4)))])
+    train_kwargs = {
+        "epochs": 1,
+        "batch_size": 4,
+        "lr": 1e-2,
+        "estimator": "pathwise",
+        "baseline": None,
+        "num_particles": 1,
+        "progress": False,
+    }
+    data_bads = tensor_bads(
+        torch.zeros(8, 5),
+        ints=False,
+        extra=[  # 0/1 integers are valid
+            Bad("values above 1", fresh(lambda: torch.full((8, 4), 2.0))),
+            Bad("no images", fresh(lambda: torch.zeros(0, 4))),
+        ],
+    )
     device_train_bads = [*device_bads, Bad('"meta"', "meta")]
-    T.append(Target("train", C.train,
-                    lambda: {"model": vae(), "train_x": data(), "test_x": data()[:2],
-                             **train_kwargs, "checkpoint": ckpt, "resume": False,
-                             "device": "cpu"}, ("model", "train_x", "test_x"),
-                    {"model": [*model_bads, Bad("a VAE on the meta device",
-                                                fresh(lambda: vae().to("meta")))],
-                     "train_x": data_bads, "test_x": data_bads[1:],  # None: no test set
-                     # a huge epochs is a long run, not an invalid one; a batch larger than
-                     # the data is one batch
-                     "epochs": count_bads(1, huge=False),
-                     "batch_size": count_bads(1, huge=False),
-                     "lr": real_bads(positive=True), "estimator": estimator_bads,
-                     "baseline": [Bad('"loo" with pathwise', "loo"), *option_baseline_bads],
-                     "num_particles": count_bads(1), "progress": flag_bads(),
-                     "checkpoint": [Bad("3", 3), Bad("in a missing directory",
-                                                     tmp / "missing" / "vae.pt"),
-                                    Bad("a directory", tmp)],
-                     "resume": flag_bads(), "device": device_train_bads}))
-    saved = _checkpoint(tmp / "resume.pt", vae(), data(), **{
-        k: v for k, v in train_kwargs.items() if k in ("estimator", "baseline", "num_particles")})
+    T.append(
+        Target(
+            "train",
+            C.train,
+            lambda: {
+                "model": vae(),
+                "train_x": data(),
+                "test_x": data()[:2],
+                **train_kwargs,
+                "checkpoint": ckpt,
+                "resume": False,
+                "device": "cpu",
+            },
+            ("model", "train_x", "test_x"),
+            {
+                "model": [
+                    *model_bads,
+                    Bad("a VAE on the meta device", fresh(lambda: vae().to("meta"))),
+                ],
+                "train_x": data_bads,
+                "test_x": data_bads[1:],  # None: no test set
+                # a huge epochs is a long run, not an invalid one; a batch larger than
+                # the data is one batch
+                "epochs": count_bads(1, huge=False),
+                "batch_size": count_bads(1, huge=False),
+                "lr": real_bads(positive=True),
+                "estimator": estimator_bads,
+                "baseline": [Bad('"loo" with pathwise', "loo"), *option_baseline_bads],
+                "num_particles": count_bads(1),
+                "progress": flag_bads(),
+                "checkpoint": [
+                    Bad("3", 3),
+                    Bad("in a missing directory", tmp / "missing" / "vae.pt"),
+                    Bad("a directory", tmp),
+                ],
+                "resume": flag_bads(),
+                "device": device_train_bads,
+            },
+        )
+    )
+    saved = _checkpoint(
+        tmp / "resume.pt",
+        vae(),
+        data(),
+        **{
+            k: v for k, v in train_kwargs.items() if k in ("estimator", "baseline", "num_particles")
+        },
+    )
     other_architecture = _checkpoint(tmp / "other.pt", vae(hidden=5), data())
     other_options = tmp / "options.pt"
     with contextlib.redirect_stderr(io.StringIO()):
-        C.train(vae(), data(), data()[:2], epochs=1, batch_size=2, lr=0.5, progress=False,
-                checkpoint=other_options)
-    T.append(Target("train", C.train,
-                    lambda: {"model": vae(), "train_x": data(), "test_x": data()[:2],
-                             **train_kwargs, "checkpoint": saved, "resume": True},
-                    ("model", "train_x", "test_x"),
-                    {"checkpoint": [Bad("a file of another format", tmp / "garbage.pt"),
-                                    Bad("a checkpoint of another architecture",
-                                        other_architecture),
-                                    Bad("a checkpoint written with other options",
-                                        other_options)],
-                     "test_x": [Bad("None, for a checkpoint written with test_x", None)]}))
-    T.append(Target("gradient_draws", C.gradient_draws,
-                    lambda: (lambda m: {"model": m, "x": images(), "estimator": "pathwise",
-                                        "baseline": None, "num_particles": 1, "num_draws": 3,
-                                        "parameters": list(m.encoder.parameters())})(vae()),
-                    ("model", "x"),
-                    {"model": model_bads, "x": binary_bads, "estimator": estimator_bads,
-                     "baseline": [Bad('"loo" with pathwise', "loo"), *option_baseline_bads],
-                     "num_particles": count_bads(1), "num_draws": count_bads(2),
-                     # a generator of the model's parameters is valid (read once)
-                     "parameters": [Bad('"x"', "x"), Bad("[]", []), Bad("[3]", [3]),
-                                    Bad("one tensor, not a sequence",
-                                        fresh(lambda: torch.zeros(2, requires_grad=True))),
-                                    Bad("tensors that are not the model's",
-                                        fresh(lambda: [torch.zeros(2, requires_grad=True)])),
-                                    Bad("another model's parameters",
-                                        fresh(lambda: list(vae().parameters())))]}))
-    history_bads = [Bad("None", None), Bad('"x"', "x"), Bad("[NaN]", [math.nan], True),
-                    Bad("[inf]", [math.inf], True), Bad("[1j]", [1j], True),
-                    Bad("[True]", [True]), Bad('["x"]', ["x"]),
-                    Bad("a tensor", fresh(lambda: torch.tensor([1.0])))]
-    T.append(Target("History", C.History,
-                    lambda: {"train_elbo": [-50.0, -40.0], "test_elbo": [-52.0, -41.0],
-                             "seconds": [0.1, 0.1]}, (),
-                    {"train_elbo": [*history_bads, Bad("one epoch too many",
-                                                       [-50.0, -40.0, -30.0])],
-                     "test_elbo": [*history_bads, Bad("one entry for two epochs", [-52.0])],
-                     "seconds": [*history_bads, Bad("one entry for two epochs", [0.1])]}))
+        C.train(
+            vae(),
+            data(),
+            data()[:2],
+            epochs=1,
+            batch_size=2,
+            lr=0.5,
+            progress=False,
+            checkpoint=other_options,
+        )
+    T.append(
+        Target(
+            "train",
+            C.train,
+            lambda: {
+                "model": vae(),
+                "train_x": data(),
+                "test_x": data()[:2],
+                **train_kwargs,
+                "checkpoint": saved,
+                "resume": True,
+            },
+            ("model", "train_x", "test_x"),
+            {
+                "checkpoint": [
+                    Bad("a file of another format", tmp / "garbage.pt"),
+                    Bad("a checkpoint of another architecture", other_architecture),
+                    Bad("a checkpoint written with other options", other_options),
+                ],
+                "test_x": [Bad("None, for a checkpoint written with test_x", None)],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "gradient_draws",
+            C.gradient_draws,
+            lambda: (
+                lambda m: {
+                    "model": m,
+                    "x": images(),
+                    "estimator": "pathwise",
+                    "baseline": None,
+                    "num_particles": 1,
+                    "num_draws": 3,
+                    "parameters": list(m.encoder.parameters()),
+                }
+            )(vae()),
+            ("model", "x"),
+            {
+                "model": model_bads,
+                "x": binary_bads,
+                "estimator": estimator_bads,
+                "baseline": [Bad('"loo" with pathwise', "loo"), *option_baseline_bads],
+                "num_particles": count_bads(1),
+                "num_draws": count_bads(2),
+                # a generator of the model's parameters is valid (read once)
+                "parameters": [
+                    Bad('"x"', "x"),
+                    Bad("[]", []),
+                    Bad("[3]", [3]),
+                    Bad(
+                        "one tensor, not a sequence",
+                        fresh(lambda: torch.zeros(2, requires_grad=True)),
+                    ),
+                    Bad(
+                        "tensors that are not the model's",
+                        fresh(lambda: [torch.zeros(2, requires_grad=True)]),
+                    ),
+                    Bad("another model's parameters", fresh(lambda: list(vae().parameters()))),
+                ],
+            },
+        )
+    )
+    history_bads = [
+        Bad("None", None),
+        Bad('"x"', "x"),
+        Bad("[NaN]", [math.nan], True),
+        Bad("[inf]", [math.inf], True),
+        Bad("[1j]", [1j], True),
+        Bad("[True]", [True]),
+        Bad('["x"]', ["x"]),
+        Bad("a tensor", fresh(lambda: torch.tensor([1.0]))),
+    ]
+    T.append(
+        Target(
+            "History",
+            C.History,
+            lambda: {
+                "train_elbo": [-50.0, -40.0],
+                "test_elbo": [-52.0, -41.0],
+                "seconds": [0.1, 0.1],
+            },
+            (),
+            {
+                "train_elbo": [*history_bads, Bad("one epoch too many", [-50.0, -40.0, -30.0])],
+                "test_elbo": [*history_bads, Bad("one entry for two epochs", [-52.0])],
+                "seconds": [*history_bads, Bad("one entry for two epochs", [0.1])],
+            },
+        )
+    )
     return T
 
 
@@ -965,9 +1879,20 @@ def _fingerprint(t: torch.Tensor):
 
 
 def _axes_state(ax):
-    return (len(ax.lines), len(ax.patches), len(ax.collections), len(ax.images),
-            len(ax.texts), len(ax.artists), ax.get_xscale(), ax.get_yscale(),
-            ax.get_legend() is not None, ax.axison, ax.get_xlim(), ax.get_ylim())
+    return (
+        len(ax.lines),
+        len(ax.patches),
+        len(ax.collections),
+        len(ax.images),
+        len(ax.texts),
+        len(ax.artists),
+        ax.get_xscale(),
+        ax.get_yscale(),
+        ax.get_legend() is not None,
+        ax.axison,
+        ax.get_xlim(),
+        ax.get_ylim(),
+    )
 
 
 def _collect(path: str, value, out: dict, depth: int = 0) -> None:
@@ -1040,8 +1965,12 @@ def run_bad(target: Target, param: str, bad: Bad) -> Outcome:
     kind, detail = "returned", "accepted silently"
     start = time.perf_counter()
     try:
-        with (time_limit(TIME_LIMIT_S), warnings.catch_warnings(),
-              contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())):
+        with (
+            time_limit(TIME_LIMIT_S),
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             call(target, args)
     except (ValueError, TypeError) as err:
@@ -1090,8 +2019,9 @@ def _public_callables():
         if callable(obj):
             out.add(name)
         if isinstance(obj, type):
-            out |= {f"{name}.{m}" for m, v in vars(obj).items()
-                    if not m.startswith("_") and callable(v)}
+            out |= {
+                f"{name}.{m}" for m, v in vars(obj).items() if not m.startswith("_") and callable(v)
+            }
     return out
 
 
@@ -1127,8 +2057,10 @@ def test_bad_inputs_get_a_clear_error(outcomes):
     """>= 97% of bad inputs: ValueError/TypeError naming the argument, fast, nothing changed."""
     failures = [o for o in outcomes if not o.passed]
     fraction = 1 - len(failures) / len(outcomes)
-    report = (f"{len(outcomes)} bad inputs to {len({o.target for o in outcomes})} callables: "
-              f"{fraction:.2%} refused with a clear error")
+    report = (
+        f"{len(outcomes)} bad inputs to {len({o.target for o in outcomes})} callables: "
+        f"{fraction:.2%} refused with a clear error"
+    )
     print(report)
     for o in failures:
         print("  ", o)

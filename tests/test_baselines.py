@@ -60,15 +60,25 @@ def test_optimal_baseline_of_the_gaussian_example():
     check_close("optimal baseline b*", b, [4.0, 6.0], stderr=stderr)
 
 
-@pytest.mark.parametrize("args, error, match", [
-    ((torch.zeros(5), torch.zeros(4, 2)), ValueError,
-     r"f_values must have shape \(N,\) and scores"),
-    ((torch.zeros(5, 1), torch.zeros(5, 2)), ValueError, "f_values must have shape"),
-    ((torch.zeros(5), torch.zeros(5)), ValueError, r"scores shape \(N, D\)"),
-    ((torch.zeros(1), torch.zeros(1, 2)), ValueError, "at least 2 samples"),
-    ((torch.tensor([0.0, float("nan")]), torch.zeros(2, 2)), ValueError, "f_values must be finite"),
-    (("f", torch.zeros(2, 2)), TypeError, "f_values must be a number, array or tensor"),
-])
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        (
+            (torch.zeros(5), torch.zeros(4, 2)),
+            ValueError,
+            r"f_values must have shape \(N,\) and scores",
+        ),
+        ((torch.zeros(5, 1), torch.zeros(5, 2)), ValueError, "f_values must have shape"),
+        ((torch.zeros(5), torch.zeros(5)), ValueError, r"scores shape \(N, D\)"),
+        ((torch.zeros(1), torch.zeros(1, 2)), ValueError, "at least 2 samples"),
+        (
+            (torch.tensor([0.0, float("nan")]), torch.zeros(2, 2)),
+            ValueError,
+            "f_values must be finite",
+        ),
+        (("f", torch.zeros(2, 2)), TypeError, "f_values must be a number, array or tensor"),
+    ],
+)
 def test_optimal_baseline_rejects_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         optimal_baseline(*args)
@@ -87,25 +97,41 @@ def test_centre_accepts_every_form_of_baseline():
     torch.testing.assert_close(centre(f, None), f)
     torch.testing.assert_close(centre(f, 0.5), f - 0.5)
     torch.testing.assert_close(centre(f, "loo"), f - leave_one_out(f))
-    torch.testing.assert_close(centre(f, torch.tensor([1.0, 1.0, 2.0])), f - torch.tensor(
-        [1.0, 1.0, 2.0], dtype=torch.float64))  # per-sample b_n, from an independent source
+    torch.testing.assert_close(
+        centre(f, torch.tensor([1.0, 1.0, 2.0])),
+        f - torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64),
+    )  # per-sample b_n, from an independent source
     per_coordinate = centre(f, torch.tensor([0.0, 1.0]), num_coordinates=2)
     torch.testing.assert_close(per_coordinate, torch.stack([f, f - 1.0], dim=1))
     surrogate_shape = torch.zeros(4, 3)  # (S, B): "loo" runs along dimension 0
     assert centre(surrogate_shape, "loo").shape == (4, 3)
 
 
-@pytest.mark.parametrize("f, baseline, kwargs, error, match", [
-    (torch.zeros(3), "mean", {}, ValueError, "baseline must be None, a number.*'loo'"),
-    (torch.zeros(3), torch.zeros(4), {}, ValueError, r"broadcastable to f_values \(3,\)"),
-    (torch.zeros(3), torch.zeros(3), {"num_coordinates": 2}, ValueError,
-     r"a tensor of shape \(2,\), one constant per coordinate"),
-    (torch.zeros(3), True, {}, ValueError, "baseline must be None"),
-    (torch.zeros(3), float("inf"), {}, ValueError, "baseline must be finite"),
-    (torch.zeros(3, 2), None, {"num_coordinates": 2}, ValueError, r"f_values must have shape \(N,\)"),
-    ([1.0, 2.0], None, {}, TypeError, "f_values must be a floating-point tensor"),
-    (torch.tensor([1.0, float("nan")]), None, {}, ValueError, "f_values must be finite"),
-])
+@pytest.mark.parametrize(
+    "f, baseline, kwargs, error, match",
+    [
+        (torch.zeros(3), "mean", {}, ValueError, "baseline must be None, a number.*'loo'"),
+        (torch.zeros(3), torch.zeros(4), {}, ValueError, r"broadcastable to f_values \(3,\)"),
+        (
+            torch.zeros(3),
+            torch.zeros(3),
+            {"num_coordinates": 2},
+            ValueError,
+            r"a tensor of shape \(2,\), one constant per coordinate",
+        ),
+        (torch.zeros(3), True, {}, ValueError, "baseline must be None"),
+        (torch.zeros(3), float("inf"), {}, ValueError, "baseline must be finite"),
+        (
+            torch.zeros(3, 2),
+            None,
+            {"num_coordinates": 2},
+            ValueError,
+            r"f_values must have shape \(N,\)",
+        ),
+        ([1.0, 2.0], None, {}, TypeError, "f_values must be a floating-point tensor"),
+        (torch.tensor([1.0, float("nan")]), None, {}, ValueError, "f_values must be finite"),
+    ],
+)
 def test_centre_rejects_bad_input(f, baseline, kwargs, error, match):
     with pytest.raises(error, match=match):
         centre(f, baseline, **kwargs)

@@ -78,12 +78,18 @@ def test_check_mc_summarizes_samples(capsys):
         (dict(estimate=1.0, exact=1.0), ValueError, "got neither"),
         (dict(estimate=1.0, exact=1.0, stderr=0.1, rtol=0.1), ValueError, "not both"),
         (dict(estimate=[1.0, 2.0], exact=[1.0, 2.0, 3.0], rtol=0.1), ValueError, "broadcast"),
-        (dict(estimate=[1.0, 2.0], exact=1.0, stderr=[0.1, 0.1, 0.1]), ValueError,
-         "stderr must broadcast"),
+        (
+            dict(estimate=[1.0, 2.0], exact=1.0, stderr=[0.1, 0.1, 0.1]),
+            ValueError,
+            "stderr must broadcast",
+        ),
         (dict(estimate="1.0", exact=1.0, rtol=0.1), TypeError, "estimate must be a number"),
         (dict(estimate=1.0, exact=1.0, rtol=-1.0), ValueError, "rtol must be a number >= 0"),
-        (dict(estimate=1.0, exact=1.0, stderr=0.1, false_alarm=1.5), ValueError,
-         "false_alarm must be in"),
+        (
+            dict(estimate=1.0, exact=1.0, stderr=0.1, false_alarm=1.5),
+            ValueError,
+            "false_alarm must be in",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, error, match):
@@ -145,7 +151,8 @@ def test_check_at_least_is_one_sided(capsys):
     assert result.passed and float(result.distance) == 0.0
     assert isinstance(result, BoundCheckResult) and isinstance(result, CheckResult)
     assert capsys.readouterr().out.strip() == (
-        "✓ gap >= 0: 5.0000 ± 0.1000 | at least 0.0000 | 0.00 se short (limit 3.09 se)")
+        "✓ gap >= 0: 5.0000 ± 0.1000 | at least 0.0000 | 0.00 se short (limit 3.09 se)"
+    )
     check_at_least("just below", -0.30, 0.0, stderr=0.1, verbose=False)  # 3.0 se < 3.09
     with pytest.raises(AssertionError, match=r"FAILED below: -0.3200 .* 3.20 se short"):
         check_at_least("below", -0.32, 0.0, stderr=0.1, verbose=False)
@@ -187,8 +194,12 @@ def test_check_at_least_false_alarm_rate():
             check_at_least("mean >= 0", mean, 0.0, stderr=se, false_alarm=0.05, verbose=False)
         except AssertionError:
             fails += 1
-    check_close("one-sided false-alarm rate at 5%", fails / 4_000, 0.05,
-                stderr=math.sqrt(0.05 * 0.95 / 4_000))
+    check_close(
+        "one-sided false-alarm rate at 5%",
+        fails / 4_000,
+        0.05,
+        stderr=math.sqrt(0.05 * 0.95 / 4_000),
+    )
 
 
 def test_a_check_on_the_last_line_of_a_cell_is_not_shown_twice():
@@ -216,18 +227,25 @@ def test_critical_z_works_down_to_tiny_false_alarm_rates():
     check_at_least("tiny rate", 1.0, 1.0, stderr=0.1, false_alarm=1e-300, verbose=False)
 
 
-@pytest.mark.parametrize("args, error, match", [
-    ((5e-324,), ValueError, r"false_alarm / \(2 num_comparisons\) = 5e-324 / \(2 x 1\) underflows"),
-    ((1e-3, 10**400), ValueError, "a 401-digit integer.* underflows"),
-    ((0.0,), ValueError, r"false_alarm must be in \(0, 1\)"),
-    ((float("nan"),), ValueError, "false_alarm must be in"),
-    ((True,), TypeError, "false_alarm must be a number"),
-    (("0.05",), TypeError, "false_alarm must be a number"),
-    ((0.05, True), TypeError, "num_comparisons must be an integer >= 1, got bool"),
-    ((0.05, 2.0), TypeError, "num_comparisons must be an integer >= 1, got float"),
-    ((0.05, 0), ValueError, "num_comparisons must be an integer >= 1, got 0"),
-    ((0.05, "3"), TypeError, "num_comparisons must be an integer"),
-])
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        (
+            (5e-324,),
+            ValueError,
+            r"false_alarm / \(2 num_comparisons\) = 5e-324 / \(2 x 1\) underflows",
+        ),
+        ((1e-3, 10**400), ValueError, "a 401-digit integer.* underflows"),
+        ((0.0,), ValueError, r"false_alarm must be in \(0, 1\)"),
+        ((float("nan"),), ValueError, "false_alarm must be in"),
+        ((True,), TypeError, "false_alarm must be a number"),
+        (("0.05",), TypeError, "false_alarm must be a number"),
+        ((0.05, True), TypeError, "num_comparisons must be an integer >= 1, got bool"),
+        ((0.05, 2.0), TypeError, "num_comparisons must be an integer >= 1, got float"),
+        ((0.05, 0), ValueError, "num_comparisons must be an integer >= 1, got 0"),
+        ((0.05, "3"), TypeError, "num_comparisons must be an integer"),
+    ],
+)
 def test_critical_z_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         critical_z(*args)
@@ -242,33 +260,44 @@ def test_critical_z_accepts_numpy_integers():
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(label=""), ValueError, "label must be a non-empty string"),
-    (dict(label="   "), ValueError, "label must be a non-empty string"),
-    (dict(label=None), TypeError, "label must be a non-empty string, got NoneType"),
-    (dict(label=b"mean"), TypeError, "label must be a non-empty string, got bytes"),
-    (dict(estimate=True), TypeError, "estimate must be a real number, array or tensor, got bool"),
-    (dict(estimate=[True, False]), TypeError, "estimate must be a real number"),
-    (dict(exact=torch.tensor(True)), TypeError, "exact must be a real number"),
-    (dict(estimate=1 + 2j), TypeError, "estimate must be"),
-    (dict(estimate=torch.tensor([INF])), ValueError, "estimate must be finite"),
-    (dict(estimate=torch.zeros(0)), ValueError, "estimate and exact must hold at least one"),
-    (dict(estimate=torch.zeros(1), exact=torch.zeros(0)), ValueError, "at least one value"),
-    (dict(estimate=torch.zeros(2, 3), exact=torch.zeros(2)), ValueError, "exact must broadcast"),
-    (dict(stderr=NAN), ValueError, "stderr must be finite"),
-    (dict(stderr=INF), ValueError, "stderr must be finite"),
-    (dict(stderr=True), TypeError, "stderr must be a real number"),
-    (dict(stderr="0.1"), TypeError, "stderr must be a number"),
-    (dict(rtol=NAN), ValueError, "rtol must be a number >= 0 and finite, got nan"),
-    (dict(rtol=INF), ValueError, "rtol must be a number >= 0 and finite, got inf"),
-    (dict(atol=-1e-9), ValueError, "atol must be a number >= 0"),
-    (dict(atol=True), TypeError, "atol must be a number >= 0, got bool"),
-    (dict(atol="0.1"), TypeError, "atol must be a number >= 0, got str"),
-    (dict(atol=1e-3, rtol=None, false_alarm=2.0), ValueError, "false_alarm must be in"),
-    (dict(verbose="no"), TypeError, "verbose must be True or False, got str"),
-    (dict(verbose=0), TypeError, "verbose must be True or False, got int"),
-    (dict(verbose=None), TypeError, "verbose must be True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(label=""), ValueError, "label must be a non-empty string"),
+        (dict(label="   "), ValueError, "label must be a non-empty string"),
+        (dict(label=None), TypeError, "label must be a non-empty string, got NoneType"),
+        (dict(label=b"mean"), TypeError, "label must be a non-empty string, got bytes"),
+        (
+            dict(estimate=True),
+            TypeError,
+            "estimate must be a real number, array or tensor, got bool",
+        ),
+        (dict(estimate=[True, False]), TypeError, "estimate must be a real number"),
+        (dict(exact=torch.tensor(True)), TypeError, "exact must be a real number"),
+        (dict(estimate=1 + 2j), TypeError, "estimate must be"),
+        (dict(estimate=torch.tensor([INF])), ValueError, "estimate must be finite"),
+        (dict(estimate=torch.zeros(0)), ValueError, "estimate and exact must hold at least one"),
+        (dict(estimate=torch.zeros(1), exact=torch.zeros(0)), ValueError, "at least one value"),
+        (
+            dict(estimate=torch.zeros(2, 3), exact=torch.zeros(2)),
+            ValueError,
+            "exact must broadcast",
+        ),
+        (dict(stderr=NAN), ValueError, "stderr must be finite"),
+        (dict(stderr=INF), ValueError, "stderr must be finite"),
+        (dict(stderr=True), TypeError, "stderr must be a real number"),
+        (dict(stderr="0.1"), TypeError, "stderr must be a number"),
+        (dict(rtol=NAN), ValueError, "rtol must be a number >= 0 and finite, got nan"),
+        (dict(rtol=INF), ValueError, "rtol must be a number >= 0 and finite, got inf"),
+        (dict(atol=-1e-9), ValueError, "atol must be a number >= 0"),
+        (dict(atol=True), TypeError, "atol must be a number >= 0, got bool"),
+        (dict(atol="0.1"), TypeError, "atol must be a number >= 0, got str"),
+        (dict(atol=1e-3, rtol=None, false_alarm=2.0), ValueError, "false_alarm must be in"),
+        (dict(verbose="no"), TypeError, "verbose must be True or False, got str"),
+        (dict(verbose=0), TypeError, "verbose must be True or False, got int"),
+        (dict(verbose=None), TypeError, "verbose must be True or False"),
+    ],
+)
 def test_check_close_refuses_everything_malformed(capsys, kwargs, error, match):
     args = dict(label="mean", estimate=torch.tensor([1.0, 2.0]), exact=1.5, stderr=1.0)
     if "rtol" in kwargs or "atol" in kwargs:
@@ -289,16 +318,19 @@ def test_checks_accept_numpy_numbers_as_tolerances():
     assert check_close("np tolerance", 1.0, 1.0 + 1e-9, rtol=np.float32(1e-6), verbose=False).passed
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(label=3), TypeError, "label must be a non-empty string, got int"),
-    (dict(values=(v for v in [1.0, 2.0])), TypeError, "values must be a number"),
-    (dict(values=[1.0]), ValueError, "at least 2 samples"),
-    (dict(values=torch.zeros(5, 0)), ValueError, "at least one value"),
-    (dict(values=[1.0, NAN]), ValueError, "values must be finite"),
-    (dict(exact="a"), TypeError, "exact must be a number"),
-    (dict(verbose="yes"), TypeError, "verbose must be True or False"),
-    (dict(false_alarm=-0.1), ValueError, "false_alarm must be in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(label=3), TypeError, "label must be a non-empty string, got int"),
+        (dict(values=(v for v in [1.0, 2.0])), TypeError, "values must be a number"),
+        (dict(values=[1.0]), ValueError, "at least 2 samples"),
+        (dict(values=torch.zeros(5, 0)), ValueError, "at least one value"),
+        (dict(values=[1.0, NAN]), ValueError, "values must be finite"),
+        (dict(exact="a"), TypeError, "exact must be a number"),
+        (dict(verbose="yes"), TypeError, "verbose must be True or False"),
+        (dict(false_alarm=-0.1), ValueError, "false_alarm must be in"),
+    ],
+)
 def test_check_mc_refuses_everything_malformed(kwargs, error, match):
     args = dict(label="mean", values=[1.0, 2.0, 3.0], exact=2.0)
     args.update(kwargs)
@@ -311,23 +343,26 @@ def test_check_mc_counts_booleans_as_indicators():
     assert float(result.estimate) == 0.5
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(label=""), ValueError, "label must be a non-empty string"),
-    (dict(verbose=1), TypeError, "verbose must be True or False"),
-    (dict(bound=True), TypeError, "bound must be a real number"),
-    (dict(stderr=NAN), ValueError, "stderr must be finite"),
-    (dict(stderr=None), TypeError, "stderr must be a number"),
-    (dict(estimate=torch.zeros(0)), ValueError, "must hold at least one value"),
-    (dict(false_alarm=1e-300), None, None),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(label=""), ValueError, "label must be a non-empty string"),
+        (dict(verbose=1), TypeError, "verbose must be True or False"),
+        (dict(bound=True), TypeError, "bound must be a real number"),
+        (dict(stderr=NAN), ValueError, "stderr must be finite"),
+        (dict(stderr=None), TypeError, "stderr must be a number"),
+        (dict(estimate=torch.zeros(0)), ValueError, "must hold at least one value"),
+        (dict(false_alarm=1e-300), None, None),
+    ],
+)
 def test_check_at_least_refuses_everything_malformed(kwargs, error, match):
     from companion.checks import check_at_least
 
     args = dict(label="gap", estimate=1.0, bound=0.0, stderr=0.1, verbose=False)
     args.update(kwargs)
+
     def call():
-        return check_at_least(args.pop("label"), args.pop("estimate"), args.pop("bound"),
-                              **args)
+        return check_at_least(args.pop("label"), args.pop("estimate"), args.pop("bound"), **args)
 
     if error is None:
         assert call().passed

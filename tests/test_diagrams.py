@@ -33,8 +33,11 @@ def test_default_graph_has_five_labelled_nodes_and_all_arrows(ax):
     for label in (*GRAPH_LABELS, *DETOUR_LABELS, "sample()"):
         assert label in texts
     arrows = _by_gid(ax, FancyArrowPatch)
-    expected = ({f"forward-{i}" for i in range(4)} | {f"backward-{i}" for i in range(4)}
-                | {"detour-score-function", "detour-pathwise"})
+    expected = (
+        {f"forward-{i}" for i in range(4)}
+        | {f"backward-{i}" for i in range(4)}
+        | {"detour-score-function", "detour-pathwise"}
+    )
     assert set(arrows) == expected
     # nodes left to right, in the order of the labels
     xs = [nodes[f"node-{i}"].get_x() for i in range(5)]
@@ -98,17 +101,20 @@ def test_bad_input(ax):
 # ---------------------------------------------------------------- adversarial input
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(detours=1), TypeError, "detours must be True or False, got int"),
-    (dict(detours=None), TypeError, "detours must be True or False"),
-    (dict(detours="False"), TypeError, "detours must be True or False"),
-    (dict(cut_edge=True), TypeError, "cut_edge must be an edge index or None, got bool"),
-    (dict(cut_edge=-1), ValueError, r"cut_edge must be in \[0, 3\]"),
-    (dict(labels=(label for label in GRAPH_LABELS)), TypeError, "labels must be a sequence"),
-    (dict(labels=[]), ValueError, "at least 2 nodes, got 0"),
-    (dict(detour_labels="ab"), TypeError, "detour_labels must be two strings"),
-    (dict(detour_labels=("a", 2)), TypeError, "detour_labels must be two strings"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(detours=1), TypeError, "detours must be True or False, got int"),
+        (dict(detours=None), TypeError, "detours must be True or False"),
+        (dict(detours="False"), TypeError, "detours must be True or False"),
+        (dict(cut_edge=True), TypeError, "cut_edge must be an edge index or None, got bool"),
+        (dict(cut_edge=-1), ValueError, r"cut_edge must be in \[0, 3\]"),
+        (dict(labels=(label for label in GRAPH_LABELS)), TypeError, "labels must be a sequence"),
+        (dict(labels=[]), ValueError, "at least 2 nodes, got 0"),
+        (dict(detour_labels="ab"), TypeError, "detour_labels must be two strings"),
+        (dict(detour_labels=("a", 2)), TypeError, "detour_labels must be two strings"),
+    ],
+)
 def test_bad_input_draws_nothing(ax, kwargs, error, match):
     with pytest.raises(error, match=match):
         draw_computational_graph(ax, **kwargs)

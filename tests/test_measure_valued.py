@@ -38,24 +38,29 @@ def _t(*values):
 
 def test_coupled_replay_is_4_mu_w_over_root_2pi_for_a_square():
     w = _t(0.1, 0.7, 1.3, 2.9)
-    est = measure_valued_gaussian_mean(square, 1.5, 0.4, 4, noise=(torch.zeros(4, dtype=DT), w, None))
+    est = measure_valued_gaussian_mean(
+        square, 1.5, 0.4, 4, noise=(torch.zeros(4, dtype=DT), w, None)
+    )
     assert isinstance(est, Estimate)
     assert est.samples.shape == (4, 1) and est.mean.shape == (1,)
     # (μ + σw)² - (μ - σw)² = 4μσw; divided by σ√(2π)
-    check_close("coupled replay", est.samples[:, 0], 4 * 1.5 * w / ROOT_2PI, rtol=1e-13,
-                verbose=False)
+    check_close(
+        "coupled replay", est.samples[:, 0], 4 * 1.5 * w / ROOT_2PI, rtol=1e-13, verbose=False
+    )
 
 
 def test_uncoupled_replay_uses_both_draws():
     mu, sigma = -0.3, 2.0
     w_plus, w_minus = _t(0.2, 1.1, 2.5), _t(0.9, 0.4, 1.7)
-    est = measure_valued_gaussian_mean(square, mu, sigma, 3, coupled=False,
-                                       noise=(torch.zeros(3, dtype=DT), w_plus, w_minus))
+    est = measure_valued_gaussian_mean(
+        square, mu, sigma, 3, coupled=False, noise=(torch.zeros(3, dtype=DT), w_plus, w_minus)
+    )
     expected = ((mu + sigma * w_plus) ** 2 - (mu - sigma * w_minus) ** 2) / (sigma * ROOT_2PI)
     check_close("uncoupled replay", est.samples[:, 0], expected, rtol=1e-13, verbose=False)
     check_close("mean of the replay", est.mean, expected.mean(), rtol=1e-13, verbose=False)
-    check_close("stderr of the replay", est.stderr, expected.std() / math.sqrt(3), rtol=1e-12,
-                verbose=False)
+    check_close(
+        "stderr of the replay", est.stderr, expected.std() / math.sqrt(3), rtol=1e-12, verbose=False
+    )
 
 
 def test_multivariate_replay_keeps_the_other_coordinates_at_the_base_sample():
@@ -64,8 +69,9 @@ def test_multivariate_replay_keeps_the_other_coordinates_at_the_base_sample():
     loc, scale = _t(0.5, -1.0), _t(1.5, 0.5)
     eps = _t(0.3, -1.2, 1.0, 0.4).reshape(2, 2)
     w = _t(0.8, 1.9, 0.6, 2.2).reshape(2, 2)
-    est = measure_valued_gaussian_mean(lambda x: x[:, 0] * x[:, 1], loc, scale, 2,
-                                       noise=(eps, w, None))
+    est = measure_valued_gaussian_mean(
+        lambda x: x[:, 0] * x[:, 1], loc, scale, 2, noise=(eps, w, None)
+    )
     base = loc + scale * eps  # (N, 2)
     expected = torch.stack([2 * w[:, 0] * base[:, 1], 2 * w[:, 1] * base[:, 0]], dim=1) / ROOT_2PI
     assert est.mean.shape == (2,)
@@ -76,10 +82,16 @@ def test_a_step_function_gives_c_or_zero():
     # c > μ: the negative side μ - σw never crosses it, the positive side does when w > z.
     mu, sigma, c = 0.0, 1.0, 1.0
     w = _t(0.5, 1.5, 3.0)
-    est = measure_valued_gaussian_mean(lambda x: (x > c).to(DT), mu, sigma, 3,
-                                       noise=(torch.zeros(3, dtype=DT), w, None))
-    check_close("step replay", est.samples[:, 0], _t(0.0, 1.0, 1.0) / (sigma * ROOT_2PI),
-                rtol=1e-14, verbose=False)
+    est = measure_valued_gaussian_mean(
+        lambda x: (x > c).to(DT), mu, sigma, 3, noise=(torch.zeros(3, dtype=DT), w, None)
+    )
+    check_close(
+        "step replay",
+        est.samples[:, 0],
+        _t(0.0, 1.0, 1.0) / (sigma * ROOT_2PI),
+        rtol=1e-14,
+        verbose=False,
+    )
 
 
 def test_inputs_are_not_modified_and_noise_is_global_when_not_given():
@@ -104,8 +116,11 @@ def test_square_is_unbiased_with_the_derived_variance(coupled):
     est = measure_valued_gaussian_mean(square, mu, sigma, 200_000, coupled=coupled)
     check_close("E g = 2μ", est.mean, 2 * mu, stderr=est.stderr)
     var = sample_variance(est.samples)
-    exact = (16 * mu**2 / math.pi - 4 * mu**2 if coupled
-             else 8 * mu**2 / math.pi - 2 * mu**2 + 4 * sigma**2 / math.pi)
+    exact = (
+        16 * mu**2 / math.pi - 4 * mu**2
+        if coupled
+        else 8 * mu**2 / math.pi - 2 * mu**2 + 4 * sigma**2 / math.pi
+    )
     check_close("Var g", var.mean, exact, stderr=var.stderr)
 
 
@@ -116,10 +131,16 @@ def test_step_function_gradient_is_the_normal_density():
     mu, sigma = 0.5, 1.5
     c = _t(-1.0, 0.5, 2.5)
     seed_everything(1)
-    est = measure_valued_gaussian_mean(lambda x: (x > c).to(DT).sum(-1), torch.full((3,), mu, dtype=DT), torch.full((3,), sigma, dtype=DT), 100_000)
+    est = measure_valued_gaussian_mean(
+        lambda x: (x > c).to(DT).sum(-1),
+        torch.full((3,), mu, dtype=DT),
+        torch.full((3,), sigma, dtype=DT),
+        100_000,
+    )
     z = (c - mu) / sigma
-    check_close("∂μ P(x > c)", est.mean, torch.exp(-z**2 / 2) / (ROOT_2PI * sigma),
-                stderr=est.stderr)
+    check_close(
+        "∂μ P(x > c)", est.mean, torch.exp(-(z**2) / 2) / (ROOT_2PI * sigma), stderr=est.stderr
+    )
 
 
 def test_multivariate_cosine_matches_the_closed_form():
@@ -129,49 +150,70 @@ def test_multivariate_cosine_matches_the_closed_form():
     seed_everything(2)
     est = measure_valued_gaussian_mean(lambda x: torch.cos(x @ omega), loc, scale, 100_000)
     damping = torch.exp(-(omega**2 * scale**2).sum() / 2)
-    check_close("∇μ E cos(ω·x)", est.mean, -omega * torch.sin(omega @ loc) * damping,
-                stderr=est.stderr)
+    check_close(
+        "∇μ E cos(ω·x)", est.mean, -omega * torch.sin(omega @ loc) * damping, stderr=est.stderr
+    )
 
 
 def test_rayleigh_noise_has_the_right_moments():
     """E w = √(π/2), E w² = 2 for Weibull(√2, 2) = Rayleigh(1); detects about 0.5%."""
     seed_everything(4)
     w = RAYLEIGH.sample((200_000,)).to(DT)
-    check_close("Rayleigh moments", torch.stack([w.mean(), (w**2).mean()]),
-                _t(math.sqrt(math.pi / 2), 2.0),
-                stderr=torch.stack([w.std(), (w**2).std()]) / math.sqrt(w.shape[0]))
+    check_close(
+        "Rayleigh moments",
+        torch.stack([w.mean(), (w**2).mean()]),
+        _t(math.sqrt(math.pi / 2), 2.0),
+        stderr=torch.stack([w.std(), (w**2).std()]) / math.sqrt(w.shape[0]),
+    )
 
 
 # ---------------------------------------------------------------- input checks
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"loc": "a"}, TypeError, "loc must be a number"),
-    ({"loc": torch.tensor([1, 2])}, TypeError, "loc must be a number or a floating-point"),
-    ({"loc": torch.zeros(2, 2, dtype=DT), "scale": torch.ones(2, 2, dtype=DT)}, ValueError,
-     "1-D tensor"),
-    ({"scale": torch.ones(3, dtype=DT)}, ValueError, "scale must have the shape of loc"),
-    ({"scale": _t(1.0, 0.0)}, ValueError, "scale must be > 0"),
-    ({"loc": _t(1.0, float("nan"))}, ValueError, "loc must be finite"),
-    ({"f": 3}, TypeError, "f must be callable"),
-    ({"num_samples": 1}, ValueError, "num_samples must be an integer >= 2"),
-    ({"coupled": 1}, TypeError, "coupled must be True or False"),
-    ({"f": lambda x: x}, ValueError, "f must return one value per sample"),
-    ({"f": lambda x: 1.0}, TypeError, "f must return a tensor"),
-    ({"f": lambda x: x.sum(-1).to(torch.complex128)}, TypeError, "f must return real values"),
-    ({"num_samples": 10**12}, ValueError, "num_samples=1000000000000 would need"),
-    ({"noise": (torch.zeros(5, 2, dtype=DT),) * 2}, TypeError, "noise must be a tuple"),
-    ({"noise": (torch.zeros(5, 2, dtype=DT),) * 3}, ValueError, "reuses w_plus"),
-    ({"noise": (torch.zeros(5, 2, dtype=DT), torch.ones(5, 2, dtype=DT), None),
-      "coupled": False}, ValueError, "must hold w_minus"),
-    ({"noise": (torch.zeros(4, 2, dtype=DT), torch.ones(5, 2, dtype=DT), None)}, ValueError,
-     "noise eps must have shape"),
-    ({"noise": (torch.zeros(5, 2, dtype=DT), -torch.ones(5, 2, dtype=DT), None)}, ValueError,
-     "Rayleigh draws"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"loc": "a"}, TypeError, "loc must be a number"),
+        ({"loc": torch.tensor([1, 2])}, TypeError, "loc must be a number or a floating-point"),
+        (
+            {"loc": torch.zeros(2, 2, dtype=DT), "scale": torch.ones(2, 2, dtype=DT)},
+            ValueError,
+            "1-D tensor",
+        ),
+        ({"scale": torch.ones(3, dtype=DT)}, ValueError, "scale must have the shape of loc"),
+        ({"scale": _t(1.0, 0.0)}, ValueError, "scale must be > 0"),
+        ({"loc": _t(1.0, float("nan"))}, ValueError, "loc must be finite"),
+        ({"f": 3}, TypeError, "f must be callable"),
+        ({"num_samples": 1}, ValueError, "num_samples must be an integer >= 2"),
+        ({"coupled": 1}, TypeError, "coupled must be True or False"),
+        ({"f": lambda x: x}, ValueError, "f must return one value per sample"),
+        ({"f": lambda x: 1.0}, TypeError, "f must return a tensor"),
+        ({"f": lambda x: x.sum(-1).to(torch.complex128)}, TypeError, "f must return real values"),
+        ({"num_samples": 10**12}, ValueError, "num_samples=1000000000000 would need"),
+        ({"noise": (torch.zeros(5, 2, dtype=DT),) * 2}, TypeError, "noise must be a tuple"),
+        ({"noise": (torch.zeros(5, 2, dtype=DT),) * 3}, ValueError, "reuses w_plus"),
+        (
+            {
+                "noise": (torch.zeros(5, 2, dtype=DT), torch.ones(5, 2, dtype=DT), None),
+                "coupled": False,
+            },
+            ValueError,
+            "must hold w_minus",
+        ),
+        (
+            {"noise": (torch.zeros(4, 2, dtype=DT), torch.ones(5, 2, dtype=DT), None)},
+            ValueError,
+            "noise eps must have shape",
+        ),
+        (
+            {"noise": (torch.zeros(5, 2, dtype=DT), -torch.ones(5, 2, dtype=DT), None)},
+            ValueError,
+            "Rayleigh draws",
+        ),
+    ],
+)
 def test_bad_inputs_raise_naming_the_argument(kwargs, error, message):
-    args = {"loc": _t(0.0, 1.0), "scale": _t(1.0, 1.0), "f": lambda x: x.sum(-1),
-            "num_samples": 5}
+    args = {"loc": _t(0.0, 1.0), "scale": _t(1.0, 1.0), "f": lambda x: x.sum(-1), "num_samples": 5}
     args.update(kwargs)
     with pytest.raises(error, match=message):
         measure_valued_gaussian_mean(**args)

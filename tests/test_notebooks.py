@@ -64,11 +64,16 @@ def test_a_wrong_bootstrap_url_is_caught(tmp_path, good_notebook):
     nb = copy.deepcopy(good_notebook)
     config = load_config()
     cell = [c for c in nb["cells"] if c["cell_type"] == "code"][0]
-    cell["source"] = bootstrap_source(config).replace(config["repository"]["url"],
-                                                      "https://github.com/someone-else/fork")
+    cell["source"] = bootstrap_source(config).replace(
+        config["repository"]["url"], "https://github.com/someone-else/fork"
+    )
     problems = notebook_problems(_write(tmp_path, nb), config)
-    assert problems == [f"chapter.ipynb: bootstrap installs from https://github.com/someone-else/fork,"
-                        f" but _config.yml says {config['repository']['url']}"]
+    assert problems == [
+        (
+            f"chapter.ipynb: bootstrap installs from https://github.com/someone-else/fork,"
+            f" but _config.yml says {config['repository']['url']}"
+        )
+    ]
 
 
 def test_a_missing_bootstrap_is_caught(tmp_path, good_notebook):
@@ -112,14 +117,23 @@ def test_a_notebook_missing_from_the_toc_is_caught(tmp_path):
 def test_a_toc_entry_without_a_file_is_caught(tmp_path):
     root = _copy_book(tmp_path)
     toc = (root / "_toc.yml").read_text()
-    (root / "_toc.yml").write_text(toc.replace("- file: book/notation", "- file: book/notation\n      - file: book/ghost"))
+    (root / "_toc.yml").write_text(
+        toc.replace("- file: book/notation", "- file: book/notation\n      - file: book/ghost")
+    )
     assert toc_problems(root) == ["_toc.yml lists book/ghost, which has no .ipynb or .md file"]
 
 
 def test_an_exercise_without_a_solution_is_caught(tmp_path, good_notebook):
     nb = copy.deepcopy(good_notebook)
-    nb["cells"].append({"cell_type": "markdown", "metadata": {},
-                        "source": "```{exercise-start}\n:label: ex-orphan\n```\nProve it.\n```{exercise-end}\n```"})
+    nb["cells"].append(
+        {
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": (
+                "```{exercise-start}\n:label: ex-orphan\n```\nProve it.\n```{exercise-end}\n```"
+            ),
+        }
+    )
     problems = notebook_problems(_write(tmp_path, nb), load_config())
     assert problems == ["chapter.ipynb: exercise ex-orphan has no solution"]
 
@@ -130,8 +144,12 @@ def test_a_bootstrap_pinned_to_another_release_is_caught(tmp_path, good_notebook
     cell = [c for c in nb["cells"] if c["cell_type"] == "code"][0]
     cell["source"] = bootstrap_source(config).replace(f"@v{companion_version()}", "@v0.0.1")
     problems = notebook_problems(_write(tmp_path, nb), config)
-    assert problems == [f"chapter.ipynb: bootstrap installs companion 0.0.1, but the package is "
-                        f"{companion_version()}"]
+    assert problems == [
+        (
+            f"chapter.ipynb: bootstrap installs companion 0.0.1, but the package is "
+            f"{companion_version()}"
+        )
+    ]
 
 
 def test_a_visible_bootstrap_is_caught(tmp_path, good_notebook):
@@ -146,8 +164,11 @@ def test_a_chapter_without_objectives_summary_or_exercises_is_caught(tmp_path, g
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
             text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            cell["source"] = (text.replace("## Overview", "## Intro").replace("## Summary", "## Recap")
-                              .replace("## Exercises", "## Problems"))
+            cell["source"] = (
+                text.replace("## Overview", "## Intro")
+                .replace("## Summary", "## Recap")
+                .replace("## Exercises", "## Problems")
+            )
     problems = notebook_problems(_write(tmp_path, nb), load_config())
     assert problems == [
         "chapter.ipynb: no Overview with learning objectives and prerequisites before the code",

@@ -99,40 +99,54 @@ def assert_untouched(ax):
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.mark.parametrize("args, kwargs, error, match", [
-    (([1, 2], [1.0, NAN]), {}, ValueError, "errors must be finite"),
-    (([1, INF], [1.0, 2.0]), {}, ValueError, "num_samples must be finite"),
-    (([1, 2], [1.0, 2.0]), {"sigma": -1.0}, ValueError, "sigma must be > 0, got -1.0"),
-    (([1, 2], [1.0, 2.0]), {"sigma": 0.0}, ValueError, "sigma must be > 0"),
-    (([1, 2], [1.0, 2.0]), {"sigma": "abc"}, TypeError, "sigma must be a real number, got str"),
-    (([1, 2], [1.0, 2.0]), {"sigma": NAN}, ValueError, "sigma must be finite"),
-    (([1, 2], [1.0, 2.0]), {"sigma": True}, TypeError, "sigma must be a real number, got bool"),
-    (([1, 2], [1.0, 2.0]), {"label": 3}, TypeError, "label must be a string, got int"),
-    (([1, 2], [1.0, -2.0]), {}, ValueError, "errors must be positive"),
-    (([], []), {}, ValueError, "at least one point"),
-    (([[1, 2]], [[1.0, 2.0]]), {}, ValueError, r"must both have shape \(K,\)"),
-    (([True, True], [1.0, 2.0]), {}, TypeError, "num_samples must be a number, array"),
-    (((n for n in [1, 2]), [1.0, 2.0]), {}, TypeError, "num_samples must be a number"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        (([1, 2], [1.0, NAN]), {}, ValueError, "errors must be finite"),
+        (([1, INF], [1.0, 2.0]), {}, ValueError, "num_samples must be finite"),
+        (([1, 2], [1.0, 2.0]), {"sigma": -1.0}, ValueError, "sigma must be > 0, got -1.0"),
+        (([1, 2], [1.0, 2.0]), {"sigma": 0.0}, ValueError, "sigma must be > 0"),
+        (([1, 2], [1.0, 2.0]), {"sigma": "abc"}, TypeError, "sigma must be a real number, got str"),
+        (([1, 2], [1.0, 2.0]), {"sigma": NAN}, ValueError, "sigma must be finite"),
+        (([1, 2], [1.0, 2.0]), {"sigma": True}, TypeError, "sigma must be a real number, got bool"),
+        (([1, 2], [1.0, 2.0]), {"label": 3}, TypeError, "label must be a string, got int"),
+        (([1, 2], [1.0, -2.0]), {}, ValueError, "errors must be positive"),
+        (([], []), {}, ValueError, "at least one point"),
+        (([[1, 2]], [[1.0, 2.0]]), {}, ValueError, r"must both have shape \(K,\)"),
+        (([True, True], [1.0, 2.0]), {}, TypeError, "num_samples must be a number, array"),
+        (((n for n in [1, 2]), [1.0, 2.0]), {}, TypeError, "num_samples must be a number"),
+    ],
+)
 def test_plot_rate_refuses_bad_input_before_drawing(ax, args, kwargs, error, match):
     with pytest.raises(error, match=match):
         plot_rate(ax, *args, **kwargs)
     assert_untouched(ax)
 
 
-@pytest.mark.parametrize("lower, upper, exact, kwargs, error, match", [
-    ([0.0, 2.0], [1.0, 1.0], 0.5, {}, ValueError, r"lower must be <= upper, got lower\[1\] = 2.0"),
-    ([0.0, NAN], [1.0, 3.0], 0.5, {}, ValueError, "lower must be finite"),
-    ([0.0, 1.0], [1.0, INF], 0.5, {}, ValueError, "upper must be finite"),
-    ([0.0], [1.0], NAN, {}, ValueError, "exact must be finite"),
-    ([0.0], [1.0], "0.5", {}, TypeError, "exact must be a real number, got str"),
-    ([0.0], [1.0], [0.5, 0.6], {}, TypeError, "exact must be a real number"),
-    ([], [], 0.5, {}, ValueError, "at least one interval"),
-    ([0.0], [1.0], 0.5, {"max_shown": 0}, ValueError, "max_shown must be an integer >= 1"),
-    ([0.0], [1.0], 0.5, {"max_shown": 2.5}, TypeError, "max_shown must be an integer >= 1"),
-])
-def test_plot_intervals_refuses_bad_input_before_drawing(ax, lower, upper, exact, kwargs,
-                                                         error, match):
+@pytest.mark.parametrize(
+    "lower, upper, exact, kwargs, error, match",
+    [
+        (
+            [0.0, 2.0],
+            [1.0, 1.0],
+            0.5,
+            {},
+            ValueError,
+            r"lower must be <= upper, got lower\[1\] = 2.0",
+        ),
+        ([0.0, NAN], [1.0, 3.0], 0.5, {}, ValueError, "lower must be finite"),
+        ([0.0, 1.0], [1.0, INF], 0.5, {}, ValueError, "upper must be finite"),
+        ([0.0], [1.0], NAN, {}, ValueError, "exact must be finite"),
+        ([0.0], [1.0], "0.5", {}, TypeError, "exact must be a real number, got str"),
+        ([0.0], [1.0], [0.5, 0.6], {}, TypeError, "exact must be a real number"),
+        ([], [], 0.5, {}, ValueError, "at least one interval"),
+        ([0.0], [1.0], 0.5, {"max_shown": 0}, ValueError, "max_shown must be an integer >= 1"),
+        ([0.0], [1.0], 0.5, {"max_shown": 2.5}, TypeError, "max_shown must be an integer >= 1"),
+    ],
+)
+def test_plot_intervals_refuses_bad_input_before_drawing(
+    ax, lower, upper, exact, kwargs, error, match
+):
     with pytest.raises(error, match=match):
         plot_intervals(ax, lower, upper, exact, **kwargs)
     assert_untouched(ax)
@@ -146,10 +160,12 @@ def test_plot_intervals_accepts_a_tensor_exact_value(ax):
 def test_plot_running_mean_refuses_bad_input_before_drawing(ax):
     values = torch.randn(50, dtype=torch.float64)
     good = running_mean(values)
-    bad_mean = Estimate(mean=torch.tensor([0.0, NAN]), stderr=torch.tensor([NAN, 1.0]),
-                        samples=torch.zeros(2))
-    bad_stderr = Estimate(mean=torch.zeros(3), stderr=torch.tensor([NAN, 1.0, -1.0]),
-                          samples=torch.zeros(3))
+    bad_mean = Estimate(
+        mean=torch.tensor([0.0, NAN]), stderr=torch.tensor([NAN, 1.0]), samples=torch.zeros(2)
+    )
+    bad_stderr = Estimate(
+        mean=torch.zeros(3), stderr=torch.tensor([NAN, 1.0, -1.0]), samples=torch.zeros(3)
+    )
     cases = [
         (dict(running=good, exact=NAN), ValueError, "exact must be finite"),
         (dict(running=good, exact="zero"), TypeError, "exact must be a real number"),
@@ -158,8 +174,11 @@ def test_plot_running_mean_refuses_bad_input_before_drawing(ax):
         (dict(running=good, level=True), TypeError, "level must be a number"),
         (dict(running=bad_mean), ValueError, "running.mean must be finite"),
         (dict(running=bad_stderr), ValueError, "running.stderr must be >= 0"),
-        (dict(running=Estimate(torch.zeros(0), torch.zeros(0), torch.zeros(0))), ValueError,
-         "at least one point"),
+        (
+            dict(running=Estimate(torch.zeros(0), torch.zeros(0), torch.zeros(0))),
+            ValueError,
+            "at least one point",
+        ),
         (dict(running=running_mean(values[:, None])), TypeError, "running must be an Estimate"),
     ]
     for kwargs, error, match in cases:

@@ -23,8 +23,9 @@ def test_normal_square_variance_matches_quadrature():
     for mu, sigma in ((0.0, 1.0), (1.0, 1.0), (-0.5, 2.0)):
         e4 = gaussian_expectation(lambda x: x**4, mu, sigma)
         e2 = gaussian_expectation(lambda x: x**2, mu, sigma)
-        assert float(normal_square_variance(mu, sigma)) == pytest.approx(float(e4 - e2**2),
-                                                                          rel=1e-12)
+        assert float(normal_square_variance(mu, sigma)) == pytest.approx(
+            float(e4 - e2**2), rel=1e-12
+        )
 
 
 def test_bernoulli_toy_gradient_matches_autograd_of_the_exact_objective():
@@ -33,17 +34,21 @@ def test_bernoulli_toy_gradient_matches_autograd_of_the_exact_objective():
     p = torch.sigmoid(logit)
     objective = p * (1 - t) ** 2 + (1 - p) * t**2  # E[(b - t)²], enumerated
     (grad,) = torch.autograd.grad(objective.sum(), logit)
-    torch.testing.assert_close(bernoulli_toy_gradient(logit.detach(), t), grad, rtol=1e-14,
-                               atol=0)
+    torch.testing.assert_close(bernoulli_toy_gradient(logit.detach(), t), grad, rtol=1e-14, atol=0)
 
 
 def test_the_toy_and_its_gradient_agree_with_the_score_function():
     """10^6 draws; smallest detectable error 3.29 stderr ≈ 0.002, 8% of the exact 0.025."""
     seed_everything(0)
-    est = score_function(bernoulli_toy(0.45), bernoulli_logit, torch.zeros(1, dtype=DT),
-                         1_000_000, baseline="loo")
-    check_close("d/dℓ E[(b - 0.45)²] at ℓ = 0", est.mean, bernoulli_toy_gradient(0.0, 0.45),
-                stderr=est.stderr)
+    est = score_function(
+        bernoulli_toy(0.45), bernoulli_logit, torch.zeros(1, dtype=DT), 1_000_000, baseline="loo"
+    )
+    check_close(
+        "d/dℓ E[(b - 0.45)²] at ℓ = 0",
+        est.mean,
+        bernoulli_toy_gradient(0.0, 0.45),
+        stderr=est.stderr,
+    )
 
 
 def test_dist_fns_are_batched():
@@ -51,15 +56,18 @@ def test_dist_fns_are_batched():
     assert bernoulli_logit(torch.zeros(5, 1)).batch_shape == (5,)
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: normal_dist(torch.ones(3)), ValueError, r"theta must have shape \(\.\.\., 2\)"),
-    (lambda: normal_dist([0.0, 1.0]), TypeError, "theta must be a floating-point tensor"),
-    (lambda: bernoulli_logit(torch.tensor(0.0)), ValueError, r"theta must have shape"),
-    (lambda: bernoulli_toy(1.5), ValueError, r"target must be in \[0, 1\]"),
-    (lambda: bernoulli_toy("0.5"), TypeError, "target must be a number"),
-    (lambda: bernoulli_toy_gradient(float("inf"), 0.5), ValueError, "logit must be finite"),
-    (lambda: normal_square_variance("a", 1.0), TypeError, "loc must be"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: normal_dist(torch.ones(3)), ValueError, r"theta must have shape \(\.\.\., 2\)"),
+        (lambda: normal_dist([0.0, 1.0]), TypeError, "theta must be a floating-point tensor"),
+        (lambda: bernoulli_logit(torch.tensor(0.0)), ValueError, r"theta must have shape"),
+        (lambda: bernoulli_toy(1.5), ValueError, r"target must be in \[0, 1\]"),
+        (lambda: bernoulli_toy("0.5"), TypeError, "target must be a number"),
+        (lambda: bernoulli_toy_gradient(float("inf"), 0.5), ValueError, "logit must be finite"),
+        (lambda: normal_square_variance("a", 1.0), TypeError, "loc must be"),
+    ],
+)
 def test_bad_input_names_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()

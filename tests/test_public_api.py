@@ -27,7 +27,7 @@ def _imports(path: pathlib.Path):
 
 def test_star_import_gives_exactly_the_public_api():
     namespace = {}
-    exec("from companion import *", namespace)  # noqa: S102 - the user's view of the package
+    exec("from companion import *", namespace)
     exported = {name for name in namespace if not name.startswith("__")}
     assert exported == set(companion.__all__)
     assert companion.__all__ == sorted(set(companion.__all__))
@@ -44,15 +44,18 @@ def test_no_name_is_exported_by_two_modules():
 
 def test_every_module_declares_all_and_every_public_definition_is_in_it():
     for module in companion.MODULES:
-        defined = {name for name, value in vars(module).items()
-                   if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
-                   and (inspect.isfunction(value) or inspect.isclass(value))}
+        defined = {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and getattr(value, "__module__", None) == module.__name__
+            and (inspect.isfunction(value) or inspect.isclass(value))
+        }
         missing = defined - set(module.__all__)
         assert not missing, f"{module.__name__} defines public {sorted(missing)} outside __all__"
 
 
-@pytest.mark.parametrize("name", [n for n in companion.__all__
-                                  if callable(getattr(companion, n))])
+@pytest.mark.parametrize("name", [n for n in companion.__all__ if callable(getattr(companion, n))])
 def test_every_public_callable_has_a_docstring_and_a_test(name):
     obj = getattr(companion, name)
     doc = inspect.getdoc(obj) or ""

@@ -43,21 +43,42 @@ def test_rayleigh_expectation_matches_its_moments():
         assert float(rayleigh_expectation(lambda w, j=j: w**j)) == pytest.approx(exact, rel=1e-12)
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: gauss_hermite(1), ValueError, "num_nodes must be an integer >= 2"),
-    (lambda: gauss_hermite(MAX_NODES + 1), ValueError, "num_nodes must be at most"),
-    (lambda: gauss_hermite(3.0), TypeError, "num_nodes must be an integer"),
-    (lambda: gaussian_expectation("cos"), TypeError, "g must be callable"),
-    (lambda: gaussian_expectation(lambda x: x, scale=-1.0), ValueError, "scale must be > 0"),
-    (lambda: gaussian_expectation(lambda x: x, loc=float("nan")), ValueError,
-     "loc must be finite"),
-    (lambda: gaussian_expectation(lambda x: x.sum()), ValueError, "g must return one row per node"),
-    (lambda: gaussian_expectation(lambda x: 1 / (x - x)), ValueError, r"g\(x\) must be finite"),
-    (lambda: gaussian_expectation(lambda x: x.to(torch.complex128)), TypeError,
-     "g must return real values"),
-    (lambda: rayleigh_expectation(lambda w: w, upper=True), ValueError, "upper must be a number"),
-    (lambda: rayleigh_expectation(lambda w: w, upper=-1.0), ValueError, "upper must be a number"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: gauss_hermite(1), ValueError, "num_nodes must be an integer >= 2"),
+        (lambda: gauss_hermite(MAX_NODES + 1), ValueError, "num_nodes must be at most"),
+        (lambda: gauss_hermite(3.0), TypeError, "num_nodes must be an integer"),
+        (lambda: gaussian_expectation("cos"), TypeError, "g must be callable"),
+        (lambda: gaussian_expectation(lambda x: x, scale=-1.0), ValueError, "scale must be > 0"),
+        (
+            lambda: gaussian_expectation(lambda x: x, loc=float("nan")),
+            ValueError,
+            "loc must be finite",
+        ),
+        (
+            lambda: gaussian_expectation(lambda x: x.sum()),
+            ValueError,
+            "g must return one row per node",
+        ),
+        (lambda: gaussian_expectation(lambda x: 1 / (x - x)), ValueError, r"g\(x\) must be finite"),
+        (
+            lambda: gaussian_expectation(lambda x: x.to(torch.complex128)),
+            TypeError,
+            "g must return real values",
+        ),
+        (
+            lambda: rayleigh_expectation(lambda w: w, upper=True),
+            ValueError,
+            "upper must be a number",
+        ),
+        (
+            lambda: rayleigh_expectation(lambda w: w, upper=-1.0),
+            ValueError,
+            "upper must be a number",
+        ),
+    ],
+)
 def test_bad_input_names_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()

@@ -29,8 +29,9 @@ from companion.seeding import seed_everything
 
 FALSE_ALARM = 1e-3
 LOGITS = torch.tensor([1.0, -0.5, 0.3, 2.0, 0.0], dtype=torch.float64)  # K = 5, non-uniform
-BATCHED = torch.tensor([[0.0, 0.0, 0.0, 0.0, 3.0], [-1.0, 1.0, -2.0, 0.5, 0.0],
-                        [2.0, 2.0, 1.0, -1.0, 0.0]])  # (3, 5), float32
+BATCHED = torch.tensor(
+    [[0.0, 0.0, 0.0, 0.0, 3.0], [-1.0, 1.0, -2.0, 0.5, 0.0], [2.0, 2.0, 1.0, -1.0, 0.0]]
+)  # (3, 5), float32
 
 
 def assert_categorical(indices, probs, false_alarm=FALSE_ALARM):
@@ -129,8 +130,9 @@ def test_torch_relaxed_bernoulli_has_the_per_sample_gradient_of_chapter_6():
     assert ((y > 0) & (y < 1)).all()
     ((y - 0.499) ** 2).sum().backward()
     y = y.detach()
-    torch.testing.assert_close(theta.grad, 2 * (y - 0.499) * y * (1 - y) / tau,
-                               rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(
+        theta.grad, 2 * (y - 0.499) * y * (1 - y) / tau, rtol=1e-10, atol=1e-15
+    )
 
 
 # ---------------------------------------------------------------- statistical layer
@@ -164,8 +166,10 @@ def test_concrete_approaches_one_hot_as_temperature_falls():
     than z = 3.48 (Bonferroni over 4 steps) standard errors of the difference; 2 x 10^4 draws
     each. Measured: 0.437, 0.622, 0.789, 0.957, 0.9956."""
     seed_everything(9)
-    means = [summarize(gumbel_softmax_sample(LOGITS, t, 20_000).max(-1).values)
-             for t in (2.0, 1.0, 0.5, 0.1, 0.01)]
+    means = [
+        summarize(gumbel_softmax_sample(LOGITS, t, 20_000).max(-1).values)
+        for t in (2.0, 1.0, 0.5, 0.1, 0.01)
+    ]
     z = critical_z(FALSE_ALARM, 4)
     for lo, hi in zip(means, means[1:]):
         assert hi.mean - lo.mean > z * (lo.stderr**2 + hi.stderr**2).sqrt()
@@ -268,9 +272,13 @@ def test_logits_and_num_samples_are_checked(name):
     for logits, error, match in BAD_LOGITS:
         with pytest.raises(error, match=match):
             call(logits)
-    for logits in ([torch.tensor(1.0), torch.zeros(3, 1)] if categorical else [torch.zeros(0)]):
-        with pytest.raises(ValueError, match="K >= 2 categories, got shape" if categorical
-                           else "logits must hold at least one element"):
+    for logits in [torch.tensor(1.0), torch.zeros(3, 1)] if categorical else [torch.zeros(0)]:
+        with pytest.raises(
+            ValueError,
+            match="K >= 2 categories, got shape"
+            if categorical
+            else "logits must hold at least one element",
+        ):
             call(logits)
     with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):
         call(torch.zeros(3), 0)
@@ -326,8 +334,11 @@ def test_hard_must_be_a_bool(hard):
 
 def test_a_temperature_too_small_for_the_dtype_is_refused_not_nan():
     # 1e-50 is 0 in float32; 1e-40 is a float32 subnormal, and (logits + G) / 1e-40 overflows.
-    with pytest.raises(ValueError, match=r"temperature must be positive and finite in the "
-                                         r"logits' dtype torch.float32, got 1e-50"):
+    with pytest.raises(
+        ValueError,
+        match=r"temperature must be positive and finite in the "
+        r"logits' dtype torch.float32, got 1e-50",
+    ):
         gumbel_softmax_sample(torch.zeros(3), 1e-50, 2)
     seed_everything(15)
     state = torch.random.get_rng_state()
@@ -341,20 +352,26 @@ def test_a_temperature_too_small_for_the_dtype_is_refused_not_nan():
     assert torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(shape=(-1, 2)), ValueError, r"shape must hold sizes >= 0, got \(-1, 2\)"),
-    (dict(shape=(True, 2)), TypeError, "shape must be a sequence of integers"),
-    (dict(shape=(2.0,)), TypeError, "shape must be a sequence of integers"),
-    (dict(shape="23"), TypeError, "shape must be a sequence of integers, got str"),
-    (dict(shape=3), TypeError, "shape must be a sequence of integers, got int"),
-    (dict(shape=(10**7, 10**7)), ValueError, r"shape=\(10000000, 10000000\) would need about"),
-    (dict(shape=(2,), dtype=torch.int64), TypeError, "dtype must be a floating torch.dtype"),
-    (dict(shape=(2,), dtype="float32"), TypeError, "dtype must be a floating torch.dtype"),
-    (dict(shape=(2,), device="nowhere"), ValueError, "device must name a torch device"),
-    (dict(shape=(2,), device=0.5), TypeError, "device must be a torch.device"),
-    (dict(shape=(2,), device="meta", generator=torch.Generator()), ValueError,
-     "generator must be on the output's device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(shape=(-1, 2)), ValueError, r"shape must hold sizes >= 0, got \(-1, 2\)"),
+        (dict(shape=(True, 2)), TypeError, "shape must be a sequence of integers"),
+        (dict(shape=(2.0,)), TypeError, "shape must be a sequence of integers"),
+        (dict(shape="23"), TypeError, "shape must be a sequence of integers, got str"),
+        (dict(shape=3), TypeError, "shape must be a sequence of integers, got int"),
+        (dict(shape=(10**7, 10**7)), ValueError, r"shape=\(10000000, 10000000\) would need about"),
+        (dict(shape=(2,), dtype=torch.int64), TypeError, "dtype must be a floating torch.dtype"),
+        (dict(shape=(2,), dtype="float32"), TypeError, "dtype must be a floating torch.dtype"),
+        (dict(shape=(2,), device="nowhere"), ValueError, "device must name a torch device"),
+        (dict(shape=(2,), device=0.5), TypeError, "device must be a torch.device"),
+        (
+            dict(shape=(2,), device="meta", generator=torch.Generator()),
+            ValueError,
+            "generator must be on the output's device",
+        ),
+    ],
+)
 def test_gumbel_noise_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         gumbel_noise(**kwargs)

@@ -68,8 +68,7 @@ def test_reparameterize_draws_from_the_right_normal():
     mean, var = z.mean(), z.var()
     check_close("mean of reparameterize", mean, 0.5, stderr=z.std() / n**0.5)
     fourth = ((z - mean) ** 4).mean()
-    check_close("variance of reparameterize", var, 1.0,
-                stderr=((fourth - var**2) / n).sqrt())
+    check_close("variance of reparameterize", var, 1.0, stderr=((fourth - var**2) / n).sqrt())
 
 
 def test_reparameterize_rejects_bad_input():
@@ -89,39 +88,55 @@ def test_reparameterize_rejects_bad_input():
 # ---------------------------------------------------------------- which distributions
 
 
-@pytest.mark.parametrize("build, kind", [
-    (lambda: D.Normal(_leaf(0.0), _leaf(1.0)), "location-scale"),
-    (lambda: D.Laplace(_leaf(0.0), _leaf(1.0)), "location-scale"),
-    (lambda: D.Exponential(_leaf(2.0)), "location-scale"),
-    (lambda: D.MultivariateNormal(_leaf(0.0, 0.0), scale_tril=torch.eye(2, dtype=DT)
-                                  .requires_grad_(True)), "location-scale"),
-    (lambda: D.LowRankMultivariateNormal(_leaf(0.0, 0.0), _leaf(1.0, 0.5)[:, None],
-                                         _leaf(1.0, 1.0)), "location-scale"),
-    (lambda: D.LogNormal(_leaf(0.0), _leaf(1.0)), "inverse CDF / transform"),
-    (lambda: D.Gumbel(_leaf(0.0), _leaf(1.0)), "inverse CDF / transform"),
-    (lambda: D.ContinuousBernoulli(probs=_leaf(0.3)), "inverse CDF / transform"),
-    (lambda: D.Gamma(_leaf(2.0), _leaf(1.0)), "implicit"),
-    (lambda: D.Beta(_leaf(2.0), _leaf(3.0)), "implicit"),
-    (lambda: D.Dirichlet(_leaf(1.0, 2.0, 3.0)), "implicit"),
-    (lambda: D.StudentT(_leaf(4.0), _leaf(0.0), _leaf(1.0)), "implicit"),
-    (lambda: D.Bernoulli(probs=_leaf(0.3)), "none"),
-    (lambda: D.VonMises(_leaf(0.0), _leaf(1.0)), "none"),
-    (lambda: D.OneHotCategoricalStraightThrough(probs=_leaf(0.2, 0.8)),
-     "straight-through (biased)"),
-])
+@pytest.mark.parametrize(
+    "build, kind",
+    [
+        (lambda: D.Normal(_leaf(0.0), _leaf(1.0)), "location-scale"),
+        (lambda: D.Laplace(_leaf(0.0), _leaf(1.0)), "location-scale"),
+        (lambda: D.Exponential(_leaf(2.0)), "location-scale"),
+        (
+            lambda: D.MultivariateNormal(
+                _leaf(0.0, 0.0), scale_tril=torch.eye(2, dtype=DT).requires_grad_(True)
+            ),
+            "location-scale",
+        ),
+        (
+            lambda: D.LowRankMultivariateNormal(
+                _leaf(0.0, 0.0), _leaf(1.0, 0.5)[:, None], _leaf(1.0, 1.0)
+            ),
+            "location-scale",
+        ),
+        (lambda: D.LogNormal(_leaf(0.0), _leaf(1.0)), "inverse CDF / transform"),
+        (lambda: D.Gumbel(_leaf(0.0), _leaf(1.0)), "inverse CDF / transform"),
+        (lambda: D.ContinuousBernoulli(probs=_leaf(0.3)), "inverse CDF / transform"),
+        (lambda: D.Gamma(_leaf(2.0), _leaf(1.0)), "implicit"),
+        (lambda: D.Beta(_leaf(2.0), _leaf(3.0)), "implicit"),
+        (lambda: D.Dirichlet(_leaf(1.0, 2.0, 3.0)), "implicit"),
+        (lambda: D.StudentT(_leaf(4.0), _leaf(0.0), _leaf(1.0)), "implicit"),
+        (lambda: D.Bernoulli(probs=_leaf(0.3)), "none"),
+        (lambda: D.VonMises(_leaf(0.0), _leaf(1.0)), "none"),
+        (
+            lambda: D.OneHotCategoricalStraightThrough(probs=_leaf(0.2, 0.8)),
+            "straight-through (biased)",
+        ),
+    ],
+)
 def test_reparameterization_kind(build, kind):
     assert reparameterization_kind(build())[0] == kind
 
 
-@pytest.mark.parametrize("build, affine", [
-    (lambda: D.Normal(_leaf(0.5), _leaf(1.5)), True),
-    (lambda: D.Cauchy(_leaf(0.5), _leaf(1.5)), True),
-    (lambda: D.Laplace(_leaf(0.5), _leaf(1.5)), True),
-    (lambda: D.Uniform(_leaf(0.5), _leaf(1.5)), True),
-    (lambda: D.Exponential(_leaf(2.0)), True),
-    (lambda: D.LogNormal(_leaf(0.5), _leaf(1.5)), False),
-    (lambda: D.Gamma(_leaf(2.0), _leaf(1.0)), False),
-])
+@pytest.mark.parametrize(
+    "build, affine",
+    [
+        (lambda: D.Normal(_leaf(0.5), _leaf(1.5)), True),
+        (lambda: D.Cauchy(_leaf(0.5), _leaf(1.5)), True),
+        (lambda: D.Laplace(_leaf(0.5), _leaf(1.5)), True),
+        (lambda: D.Uniform(_leaf(0.5), _leaf(1.5)), True),
+        (lambda: D.Exponential(_leaf(2.0)), True),
+        (lambda: D.LogNormal(_leaf(0.5), _leaf(1.5)), False),
+        (lambda: D.Gamma(_leaf(2.0), _leaf(1.0)), False),
+    ],
+)
 def test_location_scale_means_derivatives_affine_in_the_draw(build, affine):
     """The heuristic's claim, checked numerically: for x = a(θ) + b(θ) ε every per-sample
     derivative ∂x/∂θ_j = a_j' + b_j' (x - a) / b is an affine function of x, exactly; for the
@@ -132,9 +147,10 @@ def test_location_scale_means_derivatives_affine_in_the_draw(build, affine):
     params = [p for p in (getattr(dist, n) for n in dist.arg_constraints) if p.requires_grad]
     seed_everything(1)
     x = dist.rsample((12,)).reshape(12)  # parameters of shape (1,): one value per draw
-    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(x[n], params,
-                                                                  retain_graph=True)])
-            for n in range(12)]
+    rows = [
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(x[n], params, retain_graph=True)])
+        for n in range(12)
+    ]
     jac = torch.stack(rows).detach()  # (12, P)
     design = torch.stack([torch.ones_like(x), x.detach()], dim=1)  # (12, 2): [1, x]
     fit = design @ torch.linalg.lstsq(design, jac).solution
@@ -166,8 +182,10 @@ def test_rsample_table_covers_every_class_of_the_installed_torch():
 
 
 def test_format_rsample_table():
-    rows = [RsampleInfo("Normal", True, "location-scale", "affine in the noise"),
-            RsampleInfo("Poisson", False, "none", "discrete support")]
+    rows = [
+        RsampleInfo("Normal", True, "location-scale", "affine in the noise"),
+        RsampleInfo("Poisson", False, "none", "discrete support"),
+    ]
     lines = format_rsample_table(rows).splitlines()
     assert len(lines) == 4 and lines[0].startswith("distribution")
     assert set(lines[1]) == {"-"}
@@ -182,8 +200,11 @@ def test_format_rsample_table():
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("name", ["mu", "log_var", "eps"])
 def test_reparameterize_refuses_nan_and_inf_in_every_argument(name, bad):
-    args = {"mu": _leaf(0.0, 1.0, 2.0), "log_var": _leaf(0.0, 0.5, -1.0),
-            "eps": torch.tensor([0.3, -0.2, 1.0], dtype=DT)}
+    args = {
+        "mu": _leaf(0.0, 1.0, 2.0),
+        "log_var": _leaf(0.0, 0.5, -1.0),
+        "eps": torch.tensor([0.3, -0.2, 1.0], dtype=DT),
+    }
     args[name] = args[name].detach().clone()
     args[name][1] = bad
     before = {k: v.detach().clone() for k, v in args.items()}
@@ -214,9 +235,11 @@ def test_reparameterize_refuses_other_devices_and_types():
 
 
 def test_format_rsample_table_reads_any_iterable_once():
-    rows = [RsampleInfo("Normal", True, "location-scale", "affine in the noise"),
-            RsampleInfo("Poisson", False, "none", "discrete support"),
-            RsampleInfo("Future", None, "not instantiated", "no example parameters")]
+    rows = [
+        RsampleInfo("Normal", True, "location-scale", "affine in the noise"),
+        RsampleInfo("Poisson", False, "none", "discrete support"),
+        RsampleInfo("Future", None, "not instantiated", "no example parameters"),
+    ]
     text = format_rsample_table(rows)
     assert format_rsample_table(row for row in rows) == text  # a generator: every row
     assert format_rsample_table(tuple(rows)) == text
@@ -225,27 +248,39 @@ def test_format_rsample_table_reads_any_iterable_once():
     assert len(empty) == 2 and empty[0].startswith("distribution") and set(empty[1]) == {"-"}
 
 
-@pytest.mark.parametrize("rows, match", [
-    ("Normal", "rows must be an iterable of RsampleInfo, .* got str"),
-    (RsampleInfo("Normal", True, "location-scale", "affine"), "rows must be an iterable"),
-    (3, "rows must be an iterable of RsampleInfo, .* got int"),
-    (None, "rows must be an iterable of RsampleInfo, .* got NoneType"),
-    (torch.zeros(0), "rows must be an iterable of RsampleInfo, .* got a tensor"),
-    ([RsampleInfo("Normal", True, "location-scale", "affine"), "Gamma"],
-     r"rows\[1\] is str 'Gamma'"),
-])
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        ("Normal", "rows must be an iterable of RsampleInfo, .* got str"),
+        (RsampleInfo("Normal", True, "location-scale", "affine"), "rows must be an iterable"),
+        (3, "rows must be an iterable of RsampleInfo, .* got int"),
+        (None, "rows must be an iterable of RsampleInfo, .* got NoneType"),
+        (torch.zeros(0), "rows must be an iterable of RsampleInfo, .* got a tensor"),
+        (
+            [RsampleInfo("Normal", True, "location-scale", "affine"), "Gamma"],
+            r"rows\[1\] is str 'Gamma'",
+        ),
+    ],
+)
 def test_format_rsample_table_bad_rows(rows, match):
     with pytest.raises(TypeError, match=match):
         format_rsample_table(rows)
 
 
-@pytest.mark.parametrize("fields, error, match", [
-    (("Normal", 1, "location-scale", "d"), TypeError, "has_rsample must be True, False or None"),
-    (("Normal", "yes", "location-scale", "d"), TypeError, "has_rsample must be True"),
-    ((3, True, "location-scale", "d"), TypeError, "name must be a string, got int"),
-    (("Normal", True, "location-scale", None), TypeError, "detail must be a string"),
-    (("Normal", True, "affine", "d"), ValueError, "kind must be one of"),
-])
+@pytest.mark.parametrize(
+    "fields, error, match",
+    [
+        (
+            ("Normal", 1, "location-scale", "d"),
+            TypeError,
+            "has_rsample must be True, False or None",
+        ),
+        (("Normal", "yes", "location-scale", "d"), TypeError, "has_rsample must be True"),
+        ((3, True, "location-scale", "d"), TypeError, "name must be a string, got int"),
+        (("Normal", True, "location-scale", None), TypeError, "detail must be a string"),
+        (("Normal", True, "affine", "d"), ValueError, "kind must be one of"),
+    ],
+)
 def test_rsample_info_checks_its_fields(fields, error, match):
     with pytest.raises(error, match=match):
         RsampleInfo(*fields)
@@ -256,4 +291,6 @@ def test_reparameterization_kind_of_a_distribution_without_a_support():
         pass
 
     assert reparameterization_kind(Bare(validate_args=False)) == (
-        "none", "support not defined, no rsample")
+        "none",
+        "support not defined, no rsample",
+    )

@@ -25,8 +25,10 @@ def test_different_seeds_differ():
     assert not torch.equal(a, torch.rand(4))
 
 
-@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError),
-                                         ("0", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "seed, error",
+    [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), ("0", TypeError), (True, TypeError)],
+)
 def test_bad_seed(seed, error):
     with pytest.raises(error, match="seed must be an integer"):
         seed_everything(seed)
@@ -34,8 +36,11 @@ def test_bad_seed(seed, error):
 
 @pytest.mark.parametrize("seed", [None, torch.tensor(3), 3.0, "3", False, -5, 2**64])
 def test_a_bad_seed_leaves_every_generator_as_it_was(seed):
-    torch_state, numpy_state, python_state = (torch.random.get_rng_state(),
-                                              np.random.get_state(), random.getstate())
+    torch_state, numpy_state, python_state = (
+        torch.random.get_rng_state(),
+        np.random.get_state(),
+        random.getstate(),
+    )
     with pytest.raises((TypeError, ValueError), match="seed must be an integer"):
         seed_everything(seed)
     assert torch.equal(torch.random.get_rng_state(), torch_state)

@@ -30,11 +30,14 @@ def test_score_function_surrogate_formula():
     f = torch.tensor([1.0, 2.0, 6.0], dtype=DT)
     torch.testing.assert_close(score_function_surrogate(log_prob, f), f * log_prob)
     torch.testing.assert_close(score_function_surrogate(log_prob, f, 1.0), (f - 1) * log_prob)
-    torch.testing.assert_close(score_function_surrogate(log_prob, f, "loo"),
-                               (f - torch.tensor([4.0, 3.5, 1.5], dtype=DT)) * log_prob)
+    torch.testing.assert_close(
+        score_function_surrogate(log_prob, f, "loo"),
+        (f - torch.tensor([4.0, 3.5, 1.5], dtype=DT)) * log_prob,
+    )
     per_sample = torch.tensor([0.0, 1.0, 2.0], dtype=DT)
-    torch.testing.assert_close(score_function_surrogate(log_prob, f, per_sample),
-                               (f - per_sample) * log_prob)
+    torch.testing.assert_close(
+        score_function_surrogate(log_prob, f, per_sample), (f - per_sample) * log_prob
+    )
 
 
 @pytest.mark.parametrize("baseline", [None, "loo", 2.0])
@@ -80,30 +83,52 @@ def test_surrogate_objective_shows_the_value_and_differentiates_the_surrogate():
 def test_loo_surrogate_uses_the_leave_one_out_helper():
     f = torch.randn(10, dtype=DT)
     log_prob = torch.randn(10, dtype=DT)
-    torch.testing.assert_close(score_function_surrogate(log_prob, f, "loo"),
-                               (f - leave_one_out(f)) * log_prob)
+    torch.testing.assert_close(
+        score_function_surrogate(log_prob, f, "loo"), (f - leave_one_out(f)) * log_prob
+    )
 
 
-@pytest.mark.parametrize("args, error, match", [
-    ((torch.zeros(3), [1.0, 2.0, 3.0]), TypeError, "f_values must be a real tensor"),
-    ((1.0, torch.zeros(3)), TypeError, "log_prob must be a real tensor"),
-    ((torch.zeros(3), torch.zeros(3, dtype=torch.complex64)), TypeError,
-     "f_values must be a real tensor"),
-    ((torch.zeros(3, dtype=torch.long), torch.zeros(3)), TypeError,
-     "log_prob must be a floating-point tensor"),
-    ((torch.tensor(0.0), torch.tensor(0.0)), ValueError, "log_prob must have shape"),
-    ((torch.zeros(3), torch.zeros(4)), ValueError,
-     r"f_values must have the shape of log_prob \(3,\)"),
-    ((torch.zeros(3), torch.tensor([0.0, float("inf"), 1.0])), ValueError,
-     "f_values must be finite"),
-    ((torch.zeros(3), torch.zeros(3), "mean"), ValueError,
-     "baseline must be None, a number.*'loo'"),
-    ((torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.complex64)), ValueError,
-     "baseline must be None"),
-    ((torch.zeros(3), torch.zeros(3), torch.zeros(4)), ValueError, "baseline must be None"),
-    ((torch.zeros(3), torch.zeros(3), True), ValueError, "baseline must be None"),
-    ((torch.zeros(3), torch.zeros(3), float("nan")), ValueError, "baseline must be finite"),
-])
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        ((torch.zeros(3), [1.0, 2.0, 3.0]), TypeError, "f_values must be a real tensor"),
+        ((1.0, torch.zeros(3)), TypeError, "log_prob must be a real tensor"),
+        (
+            (torch.zeros(3), torch.zeros(3, dtype=torch.complex64)),
+            TypeError,
+            "f_values must be a real tensor",
+        ),
+        (
+            (torch.zeros(3, dtype=torch.long), torch.zeros(3)),
+            TypeError,
+            "log_prob must be a floating-point tensor",
+        ),
+        ((torch.tensor(0.0), torch.tensor(0.0)), ValueError, "log_prob must have shape"),
+        (
+            (torch.zeros(3), torch.zeros(4)),
+            ValueError,
+            r"f_values must have the shape of log_prob \(3,\)",
+        ),
+        (
+            (torch.zeros(3), torch.tensor([0.0, float("inf"), 1.0])),
+            ValueError,
+            "f_values must be finite",
+        ),
+        (
+            (torch.zeros(3), torch.zeros(3), "mean"),
+            ValueError,
+            "baseline must be None, a number.*'loo'",
+        ),
+        (
+            (torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.complex64)),
+            ValueError,
+            "baseline must be None",
+        ),
+        ((torch.zeros(3), torch.zeros(3), torch.zeros(4)), ValueError, "baseline must be None"),
+        ((torch.zeros(3), torch.zeros(3), True), ValueError, "baseline must be None"),
+        ((torch.zeros(3), torch.zeros(3), float("nan")), ValueError, "baseline must be finite"),
+    ],
+)
 def test_score_function_surrogate_rejects_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         score_function_surrogate(*args)

@@ -39,8 +39,11 @@ def test_as_tensor_converts_and_detaches():
 
 
 def test_check_finite_points_at_the_first_bad_entry():
-    with pytest.raises(ValueError, match=r"v must be finite, got 2 non-finite value\(s\) "
-                                         r"\(first at index \(1,\): nan\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"v must be finite, got 2 non-finite value\(s\) "
+        r"\(first at index \(1,\): nan\)",
+    ):
         check_finite("v", torch.tensor([0.0, float("nan"), float("inf")]))
 
 
@@ -52,8 +55,9 @@ def test_check_samples_wants_samples_along_dimension_zero():
         check_samples("v", [[1.0], [2.0]], min_samples=3)
 
 
-@pytest.mark.parametrize("value, error", [(0, ValueError), (2.0, TypeError), (True, TypeError),
-                                          ("3", TypeError)])
+@pytest.mark.parametrize(
+    "value, error", [(0, ValueError), (2.0, TypeError), (True, TypeError), ("3", TypeError)]
+)
 def test_check_positive_int(value, error):
     assert check_positive_int("n", 5) == 5
     with pytest.raises(error, match="n must be an integer >= 1"):
@@ -72,16 +76,18 @@ def test_check_probability():
 def test_check_distribution_and_callable():
     normal = torch.distributions.Normal(0.0, 1.0)
     assert check_distribution("dist", normal) is normal
-    with pytest.raises(TypeError,
-                       match=r"dist must be a torch\.distributions\.Distribution, got tuple"):
+    with pytest.raises(
+        TypeError, match=r"dist must be a torch\.distributions\.Distribution, got tuple"
+    ):
         check_distribution("dist", (0.0, 1.0))
     assert check_callable("f", len) is len
     with pytest.raises(TypeError, match=r"f must be callable, got float 3\.0"):
         check_callable("f", 3.0)
 
 
-@pytest.mark.parametrize("value", ["no", "False", "", 0, 1, None, 1.0, np.bool_(True),
-                                   torch.tensor(True)])
+@pytest.mark.parametrize(
+    "value", ["no", "False", "", 0, 1, None, 1.0, np.bool_(True), torch.tensor(True)]
+)
 def test_check_bool_takes_only_true_and_false(value):
     assert check_bool("flag", True) is True and check_bool("flag", False) is False
     with pytest.raises(TypeError, match="flag must be True or False, got"):
@@ -90,17 +96,33 @@ def test_check_bool_takes_only_true_and_false(value):
 
 def test_check_allocation_refuses_what_cannot_fit():
     check_allocation("num_samples", 1000, 8 * 1000)  # 8 kB: fine
-    with pytest.raises(ValueError, match=r"num_samples=1000000000000 would need about "
-                                         r"7.45e\+03 GiB for one tensor alone, more than"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_samples=1000000000000 would need about "
+        r"7.45e\+03 GiB for one tensor alone, more than",
+    ):
         check_allocation("num_samples", 10**12, 8 * 10**12)
 
 
-@pytest.mark.parametrize("value, expected", [
-    (True, True), (np.bool_(False), True), (torch.tensor([True]), True),
-    (np.array([False, True]), True), ([True, False], True), (((True,), (False,)), True),
-    (1, False), (1.0, False), ([1, 0], False), ([True, 1.5], False), ([[1], [2, 3]], False),
-    ("True", False), (None, False), (torch.zeros(2), False),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (True, True),
+        (np.bool_(False), True),
+        (torch.tensor([True]), True),
+        (np.array([False, True]), True),
+        ([True, False], True),
+        (((True,), (False,)), True),
+        (1, False),
+        (1.0, False),
+        ([1, 0], False),
+        ([True, 1.5], False),
+        ([[1], [2, 3]], False),
+        ("True", False),
+        (None, False),
+        (torch.zeros(2), False),
+    ],
+)
 def test_is_boolean(value, expected):
     assert is_boolean(value) is expected
 
@@ -133,7 +155,7 @@ def test_evaluate_f_checks_what_f_returns():
     x = torch.arange(4.0, dtype=torch.float64)[:, None]  # (N, 1)
     values = evaluate_f(lambda x: x[:, 0] ** 2, x, 4)
     assert values.shape == (4,) and values.dtype == torch.float64
-    assert evaluate_f(lambda x: (x[:, 0] > 1), x, 4).dtype == torch.float64  # bools -> dtype of x
+    assert evaluate_f(lambda x: x[:, 0] > 1, x, 4).dtype == torch.float64  # bools -> dtype of x
     assert evaluate_f(lambda x: x, x, 4, scalar=False).shape == (4, 1)
     for f, error, match in [
         (lambda x: x[:, 0].tolist(), TypeError, r"f must return a tensor of shape \(4,\)"),

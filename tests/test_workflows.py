@@ -17,8 +17,11 @@ def lint(*paths):
     """Validate workflow files against the GitHub workflow schema vendored by check-jsonschema."""
     if not LINTER.exists():
         pytest.skip("check-jsonschema is not installed (it is in requirements.txt)")
-    return subprocess.run([str(LINTER), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [str(LINTER), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
 
 
 def load(name):
@@ -37,7 +40,9 @@ def test_every_workflow_passes_the_linter():
 
 def test_the_linter_catches_a_broken_workflow(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text("name: broken\non: push\njobs:\n  test:\n    steps:\n      - run: make test\n")
+    broken.write_text(
+        "name: broken\non: push\njobs:\n  test:\n    steps:\n      - run: make test\n"
+    )
     result = lint(broken)  # a job without runs-on
     assert result.returncode != 0
     assert "runs-on" in result.stdout + result.stderr

@@ -70,7 +70,8 @@ def test_images_load(page_visit):
     assert_loaded(visit)
     images = visit.page.evaluate(WAIT_FOR_IMAGES, "#main-content img")
     broken = [
-        image["src"] for image in images
+        image["src"]
+        for image in images
         if not (image["complete"] and image["width"] > 0)
         and not visit.log.is_external(image["src"])
     ]
@@ -96,7 +97,7 @@ def test_sidebar_links_every_page(page_visit, site_url):
     for href in hrefs:
         target = urldefrag(href).url
         if target.startswith(site_url) and target.endswith(".html"):
-            linked.add(target[len(site_url):-len(".html")])
+            linked.add(target[len(site_url) : -len(".html")])
     missing = sorted(expected_sidebar_pages() - linked)
     stray = sorted(linked - set(PAGES))
     assert not missing, f"{visit.path}: the sidebar does not link {missing}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hygiene import ROOT, solution_lines, toc_files  # noqa: E402
+from hygiene import ROOT, solution_lines, toc_files
 
 FULL = ROOT / "_build" / "html"
 STUDENT = ROOT / "_build" / "student" / "_build" / "html"
@@ -57,7 +57,9 @@ def test_solutions_are_in_the_full_edition_only(entry):
     assert lines, f"{entry}: no solution lines to look up"
     full, student = page_text(FULL / f"{entry}.html"), page_text(STUDENT / f"{entry}.html")
     missing = [line for line in lines if line not in full]
-    assert not missing, f"solution lines not found in the full edition (lookup broken?): {missing[:3]}"
+    assert not missing, (
+        f"solution lines not found in the full edition (lookup broken?): {missing[:3]}"
+    )
     leaked = [line for line in lines if line in student]
     assert not leaked, f"{entry}: solution text in the student edition: {leaked[:3]}"
 
