@@ -7,8 +7,8 @@ settings from _config.yml (the cell timeout; no errors allowed). For each chapte
 
 - fails, printing the traceback, when a cell raises (and does not cache that chapter);
 - records the wall time and the kernel's peak resident memory, read from
-  ``getrusage(RUSAGE_CHILDREN)`` of that child process, against the book's budget (30 s a
-  chapter, 60 s for the VAE chapter, 3 minutes for the whole book, 1.5 GB of kernel
+  ``getrusage(RUSAGE_CHILDREN)`` of that child process, against the book's budget (20 s a
+  chapter, 40 s for the VAE chapter, 150 s for the whole book, 1.5 GB of kernel
   memory); with ``--check`` a chapter over budget fails the run;
 - stores the executed notebook in the book's jupyter-cache (``_build/.jupyter_cache``), so
   that ``jupyter-book build`` finds every chapter cached and executes none of them again
@@ -36,8 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "_build" / ".jupyter_cache"  # where jupyter-book looks (myst-nb's default)
-BUDGET_S = {"default": 30.0, "05_vae": 60.0}
-BOOK_BUDGET_S = 180.0
+BUDGET_S = {"default": 20.0, "05_vae": 40.0}
+BOOK_BUDGET_S = 150.0
 MEMORY_BUDGET_MB = 1536.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

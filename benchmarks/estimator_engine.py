@@ -9,12 +9,16 @@ which has none, for the score function only), at N = 10^5 draws:
 - ``score``: :func:`companion.estimators.score_function` against mean_n f(x_n) log p(x_n; θ)
   with x = ``sample((N,))``.
 
-Target (issue: companion 1.0): every ratio at most 3. Each time is the best of ``--repeats``
-runs (the least disturbed). Then the peak memory of ``pathwise`` for θ of
-D = 3·10^4, 10^5 and 3·10^5
-entries (a Normal per entry, f reading two of them, N = 100 draws), each in a fresh process,
-against the size of its (N, D) result: it must stay within a constant multiple (8x) of that
-result, so linear in D, and under 1 GiB at D = 10^5.
+Target (issue: companion 1.0): every ratio at most 3. Measured misses: the families with matrix
+parameters (MultivariateNormal, LowRankMultivariateNormal), where N copies of θ turn the one
+triangular solve of the plain surrogate into N batched 2x2 solves and their backward, 4-7x for
+the score function; forward-mode Jacobians (torch.func.jacfwd) were no faster there. Each time
+is the best of ``--repeats`` runs (the least disturbed).
+
+Then the peak memory of ``pathwise`` for θ of D = 3·10^4, 10^5 and 3·10^5 entries (a Normal per
+entry, f reading two of them, N = 100 draws), each in a fresh process, against the size of its
+(N, D) result: it must stay within a constant multiple (8x) of that result, so linear in D, and
+under 1 GiB at D = 10^5.
 
 Usage:
     python benchmarks/estimator_engine.py [--num-samples N] [--repeats R] [--json PATH] [--check]
@@ -27,10 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import distributions as D
@@ -173,18 +177,27 @@ def measure_times(num_samples: int, repeats: int) -> list[dict]:
     return rows
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+def _status_bytes(key: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"{key} not in /proc/self/status")
 
 
 def memory_child(size: int) -> None:
-    """In a fresh process: peak memory added by one pathwise call with θ of ``size`` entries."""
+    """In a fresh process: peak memory added by one pathwise call with θ of ``size`` entries.
+
+    The peak is the high-water mark VmHWM, reset just before the call (writing 5 to
+    /proc/self/clear_refs), minus the resident memory VmRSS at that moment.
+    """
     dist_fn = lambda t: D.Normal(t, 1.0)  # noqa: E731  one Normal per entry of θ
     two = lambda x: x[:, 0] + x[:, 1] ** 2  # noqa: E731  f reads two entries
     pathwise(two, dist_fn, torch.zeros(10), 4)  # warm-up: imports, allocator
-    before = _peak_rss_bytes()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_bytes("VmRSS")
     est = pathwise(two, dist_fn, torch.zeros(size), MEMORY_DRAWS)
-    peak = _peak_rss_bytes() - before
+    peak = _status_bytes("VmHWM") - before
     print(
         json.dumps(
             {
