@@ -63,14 +63,26 @@ def settings() -> dict:
     }
 
 
-def run_one(path: Path, executed: Path) -> dict:
+def run_one(path: Path, executed: Path, log: Path | None = None, seed_offset: int = 0) -> dict:
     """Execute one notebook in this process (the kernel is our only child process).
 
     Writes the executed notebook to ``executed`` and returns the chapter's row; ``error``
-    holds the traceback when a cell raised (or the kernel died), else None.
+    holds the traceback when a cell raised (or the kernel died), else None. With ``log``,
+    every check the chapter runs appends its JSON line there (companion.ledger); with a
+    ``seed_offset``, the chapter's seed is shifted by it (companion.seeding). The kernel
+    inherits both through its environment.
     """
+    import os
+
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
+
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        os.environ["COMPANION_CHECK_LOG"] = str(log)
+    if seed_offset:
+        os.environ["COMPANION_SEED_OFFSET"] = str(seed_offset)
 
     options = settings()
     nb = nbformat.read(path, as_version=4)
@@ -93,12 +105,16 @@ def run_one(path: Path, executed: Path) -> dict:
     }
 
 
-def measure(path: Path, workdir: Path) -> tuple[dict, Path]:
+def measure(
+    path: Path, workdir: Path, log: Path | None = None, seed_offset: int = 0
+) -> tuple[dict, Path]:
     """Run :func:`run_one` in a fresh interpreter so each kernel's peak memory is its own.
 
     Returns the row and the path of the executed notebook.
     """
     executed, row_file = workdir / f"{path.stem}.ipynb", workdir / f"{path.stem}.json"
+    extra = ["--log", str(log)] if log is not None else []
+    extra += ["--seed-offset", str(seed_offset)] if seed_offset else []
     proc = subprocess.run(
         [
             sys.executable,
@@ -109,6 +125,7 @@ def measure(path: Path, workdir: Path) -> tuple[dict, Path]:
             str(executed),
             "--row",
             str(row_file),
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -191,8 +208,11 @@ def over_budget(rows: list[dict]) -> list[str]:
     return problems
 
 
-def execute_all(paths: list[Path], cache_path: Path | None) -> list[dict]:
-    """Execute each notebook once, print each failure's traceback, cache each success."""
+def execute_all(
+    paths: list[Path], cache_path: Path | None, checks_dir: Path | None = None
+) -> list[dict]:
+    """Execute each notebook once, print each failure's traceback, cache each success; with
+    ``checks_dir``, each chapter's checks are logged to ``checks_dir/<chapter>.jsonl``."""
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for path in paths:
@@ -201,7 +221,8 @@ def execute_all(paths: list[Path], cache_path: Path | None) -> list[dict]:
                 end=" ... ",
                 flush=True,
             )
-            row, executed = measure(path, Path(workdir))
+            log = None if checks_dir is None else checks_dir / f"{path.stem}.jsonl"
+            row, executed = measure(path, Path(workdir), log)
             if row["error"] is None and cache_path is not None:
                 try:
                     row["cache_record"] = store(cache_path, path, executed, row["seconds"])
@@ -214,6 +235,39 @@ def execute_all(paths: list[Path], cache_path: Path | None) -> list[dict]:
                 print(f"\n{path.name} failed:\n{row['error']}\n", file=sys.stderr, flush=True)
             rows.append(row)
     return rows
+
+
+def first_failure(error: str) -> str:
+    """The failed check's line (✗ FAILED ...) from a traceback, or the traceback's last line."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    for line in lines:
+        if "✗ FAILED" in line:
+            return line[line.index("✗ FAILED") :]
+    return lines[-1] if lines else error
+
+
+def run_seeds(paths: list[Path], num_seeds: int) -> int:
+    """Execute every chapter under seed offsets 1..num_seeds (nothing cached); report failures."""
+    failures = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for offset in range(1, num_seeds + 1):
+            for path in paths:
+                row, _ = measure(path, Path(workdir), Path(workdir) / "checks.jsonl", offset)
+                status = "ok" if row["error"] is None else "FAILED"
+                print(
+                    f"seed offset {offset:3d}  {path.stem:<26} {row['seconds']:6.1f} s  {status}",
+                    flush=True,
+                )
+                if row["error"] is not None:
+                    failures.append((offset, path.stem, first_failure(row["error"])))
+    runs = num_seeds * len(paths)
+    print(
+        f"\n{runs - len(failures)} passed, {len(failures)} failed "
+        f"({len(paths)} chapters x {num_seeds} seeds)"
+    )
+    for offset, chapter, line in failures:
+        print(f"  seed offset {offset}, {chapter}: {line}")
+    return 1 if failures else 0
 
 
 def main(argv=None) -> int:
@@ -236,17 +290,39 @@ def main(argv=None) -> int:
         help="skip the estimators' engine benchmark (benchmarks/estimator_engine.py)",
     )
     parser.add_argument("--notebooks", nargs="+", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--checks-dir",
+        type=Path,
+        default=ROOT / "_build" / "checks",
+        help="log every chapter's checks here, one JSON-lines file each (default _build/checks)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        metavar="K",
+        help="execute every chapter under K other seeds instead (make seeds); nothing cached",
+    )
+    parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--seed-offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--executed", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--row", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        args.row.write_text(json.dumps(run_one(args.one, args.executed)))
+        args.row.write_text(
+            json.dumps(run_one(args.one, args.executed, args.log, args.seed_offset))
+        )
         return 0
     paths = args.notebooks or [p for p in chapters() if not args.only or p.stem in args.only]
     if args.only and len(paths) != len(set(args.only)):
         parser.error(f"--only: no such chapter among {[p.stem for p in chapters()]}")
-    rows = execute_all([p.resolve() for p in paths], None if args.no_cache else args.cache)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            parser.error(f"--seeds must be at least 1, got {args.seeds}")
+        return run_seeds([p.resolve() for p in paths], args.seeds)
+    rows = execute_all(
+        [p.resolve() for p in paths], None if args.no_cache else args.cache, args.checks_dir
+    )
     print()
     print_table(rows)
     result = {

@@ -5,7 +5,8 @@ The public API is re-exported here (``from companion import score_function``), a
 
 - :mod:`companion.montecarlo`: Monte Carlo estimates with standard errors, and the one estimate
   type :class:`Estimate` that every estimator returns (Chapter 1).
-- :mod:`companion.checks`: the numerical checks that follow every derivation.
+- :mod:`companion.checks`: the numerical checks that follow every derivation, and
+  :mod:`companion.ledger`, a chapter's false-alarm budget and the audit log of its checks.
 - :mod:`companion.seeding`: one call to seed every generator.
 - :mod:`companion.estimators`: score-function, pathwise and finite-difference gradient estimates,
   ``(f, dist_fn, theta, num_samples)``, and the per-sample gradient engine (Chapters 2 to 4),
@@ -36,6 +37,7 @@ from . import (
     diagrams,
     estimators,
     guide,
+    ledger,
     measure_valued,
     montecarlo,
     plotting,
@@ -54,6 +56,7 @@ from .data import *  # noqa: F403
 from .diagrams import *  # noqa: F403
 from .estimators import *  # noqa: F403
 from .guide import *  # noqa: F403
+from .ledger import *  # noqa: F403
 from .measure_valued import *  # noqa: F403
 from .montecarlo import *  # noqa: F403
 from .plotting import *  # noqa: F403
@@ -73,6 +76,7 @@ MODULES = (
     diagrams,
     estimators,
     guide,
+    ledger,
     measure_valued,
     montecarlo,
     plotting,

@@ -22,21 +22,25 @@ instead: a check never passes by accident.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import torch
 
+from . import ledger
 from ._validation import (
     as_tensor,
     check_bool,
     check_finite,
     check_positive_int,
     check_probability,
+    check_samples,
     describe,
     is_boolean,
 )
+from .ledger import DEFAULT_FALSE_ALARM
 from .montecarlo import summarize
 
 __all__ = [
@@ -47,11 +51,10 @@ __all__ = [
     "check_close",
     "check_mc",
     "check_at_least",
+    "check_exceeds",
+    "check_agree",
+    "report",
 ]
-
-
-DEFAULT_FALSE_ALARM = 1e-3
-"""Per-check probability that a true formula fails its check."""
 
 
 def critical_z(false_alarm: float = DEFAULT_FALSE_ALARM, num_comparisons: int = 1) -> float:
@@ -110,6 +113,13 @@ class CheckResult:
             check, |estimate - exact| for a deterministic one; same shape as ``estimate``.
         limit: the largest allowed distance: z, or the tolerance atol + rtol |exact|.
         passed: whether every coordinate is within its limit.
+        false_alarm: the probability that a correct estimate fails (None: deterministic).
+        scale: the size the resolution is relative to (max |exact| unless the caller named
+            one), or None when that is 0 and no scale was named.
+        resolution: the smallest error the check catches, relative to ``scale``: z · stderr
+            (statistical: an error that large is caught at least half the time, larger ones
+            almost surely) or the tolerance (deterministic), worst coordinate; inf without
+            a scale.
     """
 
     label: str
@@ -119,6 +129,9 @@ class CheckResult:
     distance: torch.Tensor
     limit: torch.Tensor
     passed: bool
+    false_alarm: float | None = None
+    scale: float | None = None
+    resolution: float = math.inf
 
     def __post_init__(self):
         _check_label(self.label)
@@ -138,6 +151,15 @@ class CheckResult:
             if name != "estimate" and name != "exact" and not (value >= 0).all():
                 raise ValueError(f"{name} must be >= 0, got minimum {value.min().item()}")
         check_bool("passed", self.passed)
+        if self.false_alarm is not None:
+            check_probability("false_alarm", self.false_alarm)
+        if self.scale is not None:
+            _scale(self.scale, self.estimate)
+        resolution = self.resolution
+        if is_boolean(resolution) or not isinstance(resolution, numbers.Real):
+            raise TypeError(f"resolution must be a number >= 0 or inf, got {describe(resolution)}")
+        if not resolution >= 0:  # NaN too
+            raise ValueError(f"resolution must be a number >= 0 or inf, got {resolution}")
 
     def _ipython_display_(self):
         # The check already printed its line; a check on a cell's last line shows it once.
@@ -155,7 +177,77 @@ class CheckResult:
             worst = f"|Δ| {_fmt(self.distance.max(), 2)} (tolerance {_fmt(self.limit.max(), 2)})"
             if self.distance.numel() > 1:
                 worst = "max " + worst
-        return f"{mark} {self.label}: {value} | exact {_fmt(self.exact)} | {worst}"
+        return (
+            f"{mark} {self.label}: {value} | exact {_fmt(self.exact)} | {worst} | "
+            f"{self.resolution_text()}"
+        )
+
+    def absolute_resolution(self) -> float:
+        """The smallest error caught, in the units of the estimate (worst coordinate)."""
+        if self.stderr is None:
+            return float(self.limit.max())
+        return float((self.limit * self.stderr).max())
+
+    def resolution_text(self) -> str:
+        """ "catches 1.2%", relative to max |exact| or the named scale; absolute without one."""
+        if self.scale is None:
+            # significant digits: a tolerance of 0.002 must not read "±0.00"
+            return f"catches ±{self.absolute_resolution():.2g} (no scale)"
+        return f"catches {100 * self.resolution:.2g}% of {_fmt(torch.tensor(self.scale), 3)}"
+
+
+def _scale(scale, reference: torch.Tensor) -> float | None:
+    """The caller's scale (a finite number > 0), or max |reference|, or None when that is 0."""
+    if scale is None:
+        size = float(reference.abs().max()) if reference.numel() else 0.0
+        return size if size > 0 else None
+    if is_boolean(scale) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be a number > 0, got {describe(scale)}")
+    try:
+        size = float(scale)
+    except OverflowError:  # an integer too large for a float
+        size = math.inf
+    if not (math.isfinite(size) and size > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {describe(scale)}")
+    return size
+
+
+def _rate(false_alarm) -> float:
+    """The caller's rate, checked, or the chapter's per-check share (ledger)."""
+    if false_alarm is None:
+        return ledger.default_false_alarm()
+    return check_probability("false_alarm", false_alarm)
+
+
+def _finish(result: CheckResult, kind: str, verbose: bool) -> CheckResult:
+    """Print the line, write the audit record, raise on failure."""
+    if verbose:
+        print(result)
+    ledger.record(
+        {
+            "label": result.label,
+            "kind": kind,
+            "passed": result.passed,
+            "resolution": result.resolution,
+            "scale": result.scale,
+            "absolute_resolution": result.absolute_resolution(),
+            "false_alarm": result.false_alarm,
+            "coordinates": result.estimate.numel(),
+        }
+    )
+    if not result.passed:
+        raise AssertionError(str(result))
+    return result
+
+
+def _with_resolution(result: CheckResult, scale) -> CheckResult:
+    """``result`` with its scale and relative resolution filled in."""
+    from dataclasses import replace
+
+    scale = _scale(scale, result.exact)
+    if scale is None:
+        return result
+    return replace(result, scale=scale, resolution=result.absolute_resolution() / scale)
 
 
 def _fmt(t: torch.Tensor, digits: int = 4) -> str:
@@ -175,12 +267,17 @@ def check_close(
     exact,
     *,
     stderr=None,
-    false_alarm: float = DEFAULT_FALSE_ALARM,
+    false_alarm: float | None = None,
     rtol: float | None = None,
     atol: float | None = None,
+    scale=None,
     verbose: bool = True,
 ) -> CheckResult:
     """Compare ``estimate`` with ``exact``; print one line; raise AssertionError on failure.
+
+    The line ends with the check's resolution, the smallest error it catches relative to a
+    scale (see :class:`CheckResult`): a check that cannot catch a 10% error is too weak to
+    be called one, and ``make test`` audits every check of the book for that.
 
     Args:
         label: what is being checked, a non-empty string, e.g. ``"E[cos(ωx)] under N(μ, σ²)"``.
@@ -189,9 +286,13 @@ def check_close(
             the compared shape, which must hold at least one value.
         stderr: the estimate's standard error, finite and >= 0, broadcastable to that
             shape, or None.
-        false_alarm: with ``stderr``: the probability in (0, 1) that a correct estimate fails.
+        false_alarm: with ``stderr``: the probability in (0, 1) that a correct estimate fails;
+            default: the chapter's per-check share of its budget (:mod:`companion.ledger`),
+            or :data:`DEFAULT_FALSE_ALARM` outside a chapter. It is charged to the budget.
         rtol, atol: without ``stderr``: the tolerance atol + rtol |exact| (at least one),
             finite numbers >= 0.
+        scale: the size the resolution is relative to, a number > 0; default max |exact|.
+            Name one when exact is 0 (e.g. the size of the gradient being compared).
         verbose: print the line (True, the default, as in the book) or not (False).
 
     Returns:
@@ -203,7 +304,8 @@ def check_close(
     """
     label = _check_label(label)
     verbose = check_bool("verbose", verbose)
-    false_alarm = check_probability("false_alarm", false_alarm)
+    false_alarm = _rate(false_alarm)
+    _scale(scale, torch.ones(1))  # refuse a bad scale before anything is computed
     est = _values("estimate", estimate)
     ref = _values("exact", exact).to(est.device)
     try:
@@ -230,6 +332,7 @@ def check_close(
                 f"got shape {tuple(se.shape)}"
             ) from err
         z = critical_z(false_alarm, est.numel())
+        ledger.spend(false_alarm, label)
         # 0/0 (an exact estimate with zero stderr) is zero standard errors away.
         distance = torch.where(gap == 0, torch.zeros_like(gap), gap / se)
         limit = torch.full_like(gap, z)
@@ -252,12 +355,9 @@ def check_close(
         distance=distance,
         limit=limit,
         passed=bool((distance <= limit).all()),
+        false_alarm=None if se is None else false_alarm,
     )
-    if verbose:
-        print(result)
-    if not result.passed:
-        raise AssertionError(str(result))
-    return result
+    return _finish(_with_resolution(result, scale), "close" if se is not None else "exact", verbose)
 
 
 def _tolerance(name: str, value) -> float:
@@ -266,9 +366,14 @@ def _tolerance(name: str, value) -> float:
         return 0.0
     if is_boolean(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number >= 0, got {describe(value)}")
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a number >= 0 and finite, got {value}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not number >= 0 or number == math.inf:
+        shown = describe(value) if isinstance(value, numbers.Integral) else value  # 10**400
+        raise ValueError(f"{name} must be a number >= 0 and finite, got {shown}")
+    return number
 
 
 def _check_label(label) -> str:
@@ -302,7 +407,13 @@ def _check_not_empty(tensor: torch.Tensor, names: str) -> None:
 
 
 def check_mc(
-    label: str, values, exact, *, false_alarm: float = DEFAULT_FALSE_ALARM, verbose: bool = True
+    label: str,
+    values,
+    exact,
+    *,
+    false_alarm: float | None = None,
+    scale=None,
+    verbose: bool = True,
 ) -> CheckResult:
     """Check that the mean of independent per-sample ``values`` estimates ``exact``.
 
@@ -314,11 +425,11 @@ def check_mc(
         values: shape ``(N, *shape)``, N >= 2 independent finite samples along dimension 0
             (booleans count as 0 and 1: an indicator's mean is a probability).
         exact: broadcastable to ``(*shape)``.
-        false_alarm, verbose: as in :func:`check_close`.
+        false_alarm, scale, verbose: as in :func:`check_close`.
     """
     label = _check_label(label)
     verbose = check_bool("verbose", verbose)
-    false_alarm = check_probability("false_alarm", false_alarm)
+    false_alarm = _rate(false_alarm)
     estimate = summarize(values)
     return check_close(
         label,
@@ -326,63 +437,55 @@ def check_mc(
         exact,
         stderr=estimate.stderr,
         false_alarm=false_alarm,
+        scale=scale,
         verbose=verbose,
     )
 
 
 @dataclass(frozen=True)
 class BoundCheckResult(CheckResult):
-    """The outcome of :func:`check_at_least`; ``exact`` holds the bound, ``distance`` the
-    shortfall max(bound - estimate, 0) / stderr, ``limit`` the one-sided z."""
+    """The outcome of :func:`check_at_least` or :func:`check_exceeds`; ``exact`` holds the
+    bound, ``limit`` the one-sided z. For :func:`check_at_least` ``distance`` is the shortfall
+    max(bound - estimate, 0) / stderr; for :func:`check_exceeds` it is the margin
+    (estimate - bound) / stderr, which must reach the limit (``strict`` is then True)."""
+
+    strict: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_bool("strict", self.strict)
 
     def __str__(self) -> str:
         mark = "✓" if self.passed else "✗ FAILED"
-        worst = (
-            f"{self.distance.max().item():.2f} se short (limit {self.limit.max().item():.2f} se)"
-        )
-        if self.distance.numel() > 1:
-            worst = "max " + worst
+        many = "min " if self.distance.numel() > 1 else ""
+        if self.strict:
+            worst = (
+                f"{many}{self.distance.min().item():.2f} se above "
+                f"(needs {self.limit.max().item():.2f} se)"
+            )
+            relation = "above"
+        else:
+            many = "max " if many else ""
+            worst = (
+                f"{many}{self.distance.max().item():.2f} se short "
+                f"(limit {self.limit.max().item():.2f} se)"
+            )
+            relation = "at least"
         return (
             f"{mark} {self.label}: {_fmt(self.estimate)} ± {_fmt(self.stderr)} | "
-            f"at least {_fmt(self.exact)} | {worst}"
+            f"{relation} {_fmt(self.exact)} | {worst} | {self.resolution_text()}"
         )
 
 
-def check_at_least(
-    label: str,
-    estimate,
-    bound,
-    *,
-    stderr,
-    false_alarm: float = DEFAULT_FALSE_ALARM,
-    verbose: bool = True,
-) -> CheckResult:
-    """One-sided check that a random ``estimate`` of a mean is not below ``bound``.
-
-    For inequalities such as E[L_5] >= E[L_1] between bounds: passes when
-    estimate >= bound - z * stderr, z the one-sided normal quantile with
-    P(Z > z) = false_alarm / (number of coordinates) (z = 3.09 for one coordinate at 1e-3).
-    A true inequality fails with probability at most ``false_alarm``; a violation is caught
-    once the estimate is a few standard errors below the bound. Prints one line.
-
-    Args:
-        label: what is being checked, a non-empty string, e.g. ``"E[L_5 - L_1] >= 0"``.
-        estimate: shape ``(*shape)``, finite; bound: finite, broadcastable with it; stderr:
-            the estimate's standard error, finite and >= 0, broadcastable to the shape of
-            the two, which must hold at least one value.
-        false_alarm: the one-sided false-alarm rate, in (0, 0.5).
-        verbose: print the line (True) or not (False).
-
-    Returns:
-        The :class:`BoundCheckResult`, when the check passes; raises AssertionError otherwise.
-    """
-    false_alarm = check_probability("false_alarm", false_alarm)
+def _one_sided(label, estimate, bound, stderr, false_alarm, scale):
+    """Checked (label, est, ref, se, z, α) of a one-sided check, α charged to the budget."""
+    false_alarm = _rate(false_alarm)
     if false_alarm >= 0.5:
         raise ValueError(
             f"false_alarm must be in (0, 0.5) for a one-sided check, got {false_alarm}"
         )
     label = _check_label(label)
-    verbose = check_bool("verbose", verbose)
+    _scale(scale, torch.ones(1))
     est = _values("estimate", estimate)
     ref = _values("bound", bound).to(est.device)
     se = _stderr(stderr).to(est.device)
@@ -402,6 +505,47 @@ def check_at_least(
         ) from err
     _check_not_empty(est, "estimate, bound and stderr")
     z = critical_z(2 * false_alarm, est.numel())  # two-sided at 2α = one-sided at α
+    ledger.spend(false_alarm, label)
+    return label, est, ref, se, z, false_alarm
+
+
+def check_at_least(
+    label: str,
+    estimate,
+    bound,
+    *,
+    stderr,
+    false_alarm: float | None = None,
+    scale=None,
+    verbose: bool = True,
+) -> CheckResult:
+    """One-sided check that a random ``estimate`` of a mean is not below ``bound``.
+
+    For inequalities such as E[L_5] >= E[L_1] between bounds: passes when
+    estimate >= bound - z * stderr, z the one-sided normal quantile with
+    P(Z > z) = false_alarm / (number of coordinates) (z = 3.09 for one coordinate at 1e-3).
+    A true inequality fails with probability at most ``false_alarm``; a violation larger
+    than z * stderr (the resolution) is caught at least half the time. A bound that holds
+    trivially (an L_k that never tightens passes E[L_k] >= E[L_1]) passes too: pair it
+    with :func:`check_exceeds` where the gap must be there. Prints one line.
+
+    Args:
+        label: what is being checked, a non-empty string, e.g. ``"E[L_5 - L_1] >= 0"``.
+        estimate: shape ``(*shape)``, finite; bound: finite, broadcastable with it; stderr:
+            the estimate's standard error, finite and >= 0, broadcastable to the shape of
+            the two, which must hold at least one value.
+        false_alarm: the one-sided false-alarm rate, in (0, 0.5); default as in
+            :func:`check_close`.
+        scale: the size the resolution is relative to; default max |bound|.
+        verbose: print the line (True) or not (False).
+
+    Returns:
+        The :class:`BoundCheckResult`, when the check passes; raises AssertionError otherwise.
+    """
+    verbose = check_bool("verbose", verbose)
+    label, est, ref, se, z, false_alarm = _one_sided(
+        label, estimate, bound, stderr, false_alarm, scale
+    )
     short = (ref - est).clamp_min(0)
     distance = torch.where(short == 0, torch.zeros_like(short), short / se)
     limit = torch.full_like(short, z)
@@ -413,9 +557,158 @@ def check_at_least(
         distance=distance,
         limit=limit,
         passed=bool((distance <= limit).all()),
+        false_alarm=false_alarm,
     )
+    return _finish(_with_resolution(result, scale), "at_least", verbose)
+
+
+def check_exceeds(
+    label: str,
+    estimate,
+    bound,
+    *,
+    stderr,
+    false_alarm: float | None = None,
+    scale=None,
+    verbose: bool = True,
+) -> CheckResult:
+    """One-sided check that ``estimate`` is resolved *above* ``bound``: the inequality has power.
+
+    Passes when estimate - bound >= z * stderr for every coordinate, z the one-sided quantile
+    (as in :func:`check_at_least`). Where a derivation says a gap exists (L_50 > L_1, a
+    variance reduced by a baseline), this shows it is there: a bound that never tightens,
+    or a variance that did not drop, fails. If the gap is truly 0 the check fails with
+    probability at least 1 - false_alarm, so it cannot pass by chance.
+
+    Args:
+        label: what is being checked, a non-empty string, e.g. ``"E[L_50 - L_1] > 0"``.
+        estimate, bound, stderr, false_alarm, verbose: as in :func:`check_at_least`.
+        scale: the size the resolution is relative to; default max |bound|, or the gap
+            max |estimate - bound| when the bound is 0.
+
+    Returns:
+        The :class:`BoundCheckResult` (``strict``), when the check passes.
+    """
+    verbose = check_bool("verbose", verbose)
+    label, est, ref, se, z, false_alarm = _one_sided(
+        label, estimate, bound, stderr, false_alarm, scale
+    )
+    margin = est - ref
+    distance = torch.where(margin == 0, torch.zeros_like(margin), margin / se)
+    limit = torch.full_like(margin, z)
+    result = BoundCheckResult(
+        label=label,
+        estimate=est,
+        exact=ref,
+        stderr=se,
+        distance=distance.clamp_min(0),
+        limit=limit,
+        passed=bool((distance >= limit).all()),
+        false_alarm=false_alarm,
+        strict=True,
+    )
+    if scale is None and not (ref != 0).any():
+        scale = float(margin.abs().max()) or None
+    return _finish(_with_resolution(result, scale), "exceeds", verbose)
+
+
+def check_agree(
+    label: str,
+    samples,
+    reference,
+    *,
+    direction,
+    false_alarm: float | None = None,
+    verbose: bool = True,
+) -> CheckResult:
+    """Check that two estimators of a many-coordinate mean agree, with power, along a direction.
+
+    Agreement coordinate by coordinate (Bonferroni over P coordinates) has no power when each
+    coordinate's signal is below its noise: an estimator with the right noise and the wrong
+    mean passes. Projecting both onto a unit direction u (for example the mean of an
+    independent run of the reference estimator) concentrates the signal: with a_r = g_r · u
+    and b_r = h_r · u, the check is check_close(mean a - mean b, 0, stderr
+    sqrt(s_a²/R_a + s_b²/R_b)) with scale |mean b|, the size of the reference along u. A
+    counterfeit with mean 0 is then |mean b| away, caught when the resolution is below 1.
+    u must not depend on ``samples`` or ``reference``, or the projection is biased.
+
+    Args:
+        label: what is being checked, a non-empty string.
+        samples: independent draws of the estimator under test, shape ``(R_a, P)``, R_a >= 2.
+        reference: independent draws of the reference estimator, shape ``(R_b, P)``.
+        direction: u, shape ``(P,)``, nonzero (normalized here).
+        false_alarm, verbose: as in :func:`check_close`.
+
+    Returns:
+        The :class:`CheckResult` of the projected comparison.
+    """
+    label = _check_label(label)
+    verbose = check_bool("verbose", verbose)
+    false_alarm = _rate(false_alarm)
+    a = check_samples("samples", samples)
+    b = check_samples("reference", reference).to(a.device)
+    u = _values("direction", direction).to(a.device)
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1] or u.shape != (a.shape[1],):
+        raise ValueError(
+            "samples and reference must have shapes (R_a, P) and (R_b, P) and direction (P,), "
+            f"got {tuple(a.shape)}, {tuple(b.shape)} and {tuple(u.shape)}"
+        )
+    size = u.abs().max() if u.numel() else torch.zeros(())
+    if size == 0:
+        raise ValueError("direction must be nonzero")
+    u = u / size  # first to the largest coordinate: the norm of huge values would overflow
+    u = u / u.norm()
+    pa, pb = summarize(a.double() @ u), summarize(b.double() @ u)
+    stderr = (pa.stderr**2 + pb.stderr**2).sqrt()
+    scale = float(pb.mean.abs())
+    if scale == 0:
+        raise ValueError("the reference has mean exactly 0 along direction: choose another")
+    return check_close(
+        label,
+        pa.mean - pb.mean,
+        0.0,
+        stderr=stderr,
+        false_alarm=false_alarm,
+        scale=scale,
+        verbose=verbose,
+    )
+
+
+def report(label: str, value, *, stderr=None, verbose: bool = True) -> torch.Tensor:
+    """Print a measurement that is not a check: a number shown, not a claim tested.
+
+    For demonstrations that are too noisy on purpose (a single small batch, an estimator at
+    its worst) the book prints the number with this line instead of calling it a check::
+
+        · single-sample REINFORCE on the toy: 0.0312 ± 0.1 (a measurement, not a check)
+
+    The audit log records it as a measurement, so it is neither counted nor audited.
+
+    Args:
+        label: what was measured, a non-empty string.
+        value: a finite number or tensor.
+        stderr: its standard error, or None.
+        verbose: print the line.
+
+    Returns:
+        ``value`` as a float64 tensor.
+    """
+    label = _check_label(label)
+    verbose = check_bool("verbose", verbose)
+    value = _values("value", value)
+    _check_not_empty(value, "value")
+    text = _fmt(value)
+    if stderr is not None:
+        se = _stderr(stderr)
+        try:
+            torch.broadcast_to(se, value.shape)
+        except RuntimeError as err:
+            raise ValueError(
+                f"stderr must broadcast to the shape of value {tuple(value.shape)}, "
+                f"got shape {tuple(se.shape)}"
+            ) from err
+        text += f" ± {_fmt(se)}"
     if verbose:
-        print(result)
-    if not result.passed:
-        raise AssertionError(str(result))
-    return result
+        print(f"· {label}: {text} (a measurement, not a check)")
+    ledger.record({"label": label, "kind": "measurement"})
+    return value

@@ -22,6 +22,7 @@ to a distribution whose batch shape starts with θ's leading dimensions, e.g.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import torch
 
@@ -76,18 +77,62 @@ def _make_dist(dist_fn, theta: torch.Tensor) -> torch.distributions.Distribution
     return dist
 
 
-def _check_dist_fn(dist_fn, theta: torch.Tensor) -> torch.distributions.Distribution:
-    """dist_fn(θ), after checking that dist_fn maps copies (m, D) to batch shape (m, *batch)."""
+def _check_dist_fn(dist_fn, theta: torch.Tensor, *, reparameterized: bool = False):
+    """dist_fn(θ), after checking that dist_fn treats copies of θ separately.
+
+    On m = 3 copies (2 when D = 3, so that m cannot be mistaken for D) the batch shape must be
+    (m, *batch_shape), and the log-density of a fixed draw in row 1 (with ``reparameterized``,
+    also the draw ``rsample`` makes in row 1) must not depend on copies 0 and 2: an exact,
+    structural test, so a dist_fn that reduces over θ (``t.norm()``, ``t.sum()``) or reads
+    a row of it (``t[0]``) is caught even when the shapes come out right. The probe's draws
+    come from a forked generator: the caller's random stream is not moved.
+    """
     dist = _make_dist(dist_fn, theta)
-    m = 3 if theta.shape[0] == 2 else 2  # a count that cannot be mistaken for D
-    probe = _make_dist(dist_fn, theta.expand(m, -1))
-    if probe.batch_shape != (m, *dist.batch_shape) or probe.event_shape != dist.event_shape:
-        raise ValueError(
-            f"{_BATCHED_HINT}; for θ of shape {tuple(theta.shape)} it gave batch shape "
-            f"{tuple(dist.batch_shape)}, but for {m} copies, shape ({m}, {theta.shape[0]}), "
-            f"batch shape {tuple(probe.batch_shape)} instead of ({m}, *batch_shape)"
-        )
+    m = 2 if theta.shape[0] == 3 else 3
+    try:
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            copies = theta.expand(m, -1).requires_grad_(True)
+            probe = _make_dist(dist_fn, copies)
+            if probe.batch_shape != (m, *dist.batch_shape) or probe.event_shape != dist.event_shape:
+                raise ValueError(
+                    f"{_BATCHED_HINT}; for θ of shape {tuple(theta.shape)} it gave batch shape "
+                    f"{tuple(dist.batch_shape)}, but for {m} copies, shape ({m}, "
+                    f"{theta.shape[0]}), batch shape {tuple(probe.batch_shape)} instead of "
+                    f"({m}, *batch_shape)"
+                )
+            outputs = []
+            try:
+                outputs.append(_flat_log_prob(probe, dist.sample((m,)), m)[1])
+            except NotImplementedError:  # a custom distribution without sample or log_prob
+                pass
+            if reparameterized and dist.has_rsample and not _is_discrete(dist):
+                outputs.append(probe.rsample().reshape(m, -1)[1].sum())
+            for output in outputs:
+                if not output.requires_grad:
+                    continue  # no graph at all: refused later with its own message
+                (grad,) = torch.autograd.grad(output, copies, allow_unused=True)
+                if grad is not None and _leaks(torch.cat([grad[:1], grad[2:]])):
+                    raise ValueError(
+                        f"{_BATCHED_HINT}; row 1 of dist_fn on {m} copies of θ depends on the "
+                        "other copies (does dist_fn reduce over θ, e.g. t.sum() or t.norm() "
+                        "without dim=-1, or read t[0]?)"
+                    )
+    except RuntimeError as err:  # e.g. t[1] broadcast against t[..., 0]
+        raise ValueError(f"{_BATCHED_HINT}; on {m} copies of θ it raised: {err}") from err
     return dist
+
+
+def _is_discrete(dist) -> bool:
+    """Whether the support is discrete (False for a custom distribution that declares none)."""
+    try:
+        return bool(getattr(dist.support, "is_discrete", False))
+    except NotImplementedError:
+        return False
+
+
+def _leaks(grad: torch.Tensor) -> bool:
+    """A finite nonzero gradient where none should flow (NaN from 0·inf is not a leak)."""
+    return bool((torch.isfinite(grad) & (grad != 0)).any())
 
 
 def _check_size(num_samples: int, theta: torch.Tensor, dist) -> None:
@@ -121,9 +166,10 @@ def per_sample_gradients(fn, theta, num_samples) -> Estimate:
 
     so one backward pass of the sum gives all N rows, at the cost of the ordinary batch
     gradient and with memory linear in N·D. The premise "y_n depends on row n only" is
-    checked, not assumed: one more backward pass differentiates a single y_j and refuses the
-    result if any other row's gradient is non-zero (an ``fn`` that mixes samples, e.g. by
-    centring them on their mean).
+    tested: one more backward pass differentiates y_j for the middle row j and refuses the
+    result if any other row's gradient is non-zero (an ``fn`` that centres, normalizes or
+    sums along the samples); mixing that row j does not take part in goes unnoticed. Rows
+    that are all zero are returned as they are (no warning, unlike :func:`pathwise`).
 
     Args:
         fn: maps copies of θ, shape ``(N, D)``, to values ``(N,)`` with a graph to them; it
@@ -153,8 +199,8 @@ def _rows(fn, theta: torch.Tensor, num_samples: int, *, what: str, probe: bool =
     """The engine of :func:`per_sample_gradients`; ``what`` names fn in error messages.
 
     ``probe=False`` skips the extra backward pass that checks that value n depends on copy n
-    only, for callers that have checked it another way (:func:`pathwise` checks f on a
-    sub-batch; a batched ``dist_fn``'s log-density is per row by construction).
+    only, for callers that have checked it another way, on three rows (:func:`pathwise`
+    tests f; both estimators test ``dist_fn`` in ``_check_dist_fn``).
     """
     check_allocation("num_samples", num_samples, num_samples * theta.numel() * theta.element_size())
     with torch.enable_grad():
@@ -187,10 +233,15 @@ def _rows(fn, theta: torch.Tensor, num_samples: int, *, what: str, probe: bool =
 
 
 def _probe_rows(values: torch.Tensor, copies: torch.Tensor, what: str) -> None:
-    """Refuse values where y_j depends on a copy other than j (one extra backward pass)."""
-    j = values.shape[0] // 2  # middle row: catches global, prefix and suffix mixing alike
+    """Refuse values where y_j depends on a copy other than j (one extra backward pass).
+
+    One row is probed, the middle one: mixing that treats all rows alike (centring,
+    normalizing, a softmax over the batch) or runs along them (prefix or suffix sums) is
+    caught; mixing confined to other rows is not.
+    """
+    j = values.shape[0] // 2
     (probe,) = torch.autograd.grad(values[j], copies, retain_graph=True, allow_unused=True)
-    if probe is not None and (torch.cat([probe[:j], probe[j + 1 :]]) != 0).any():
+    if probe is not None and _leaks(torch.cat([probe[:j], probe[j + 1 :]])):
         raise ValueError(_mixing(what, j))
 
 
@@ -202,19 +253,22 @@ def _mixing(what: str, j: int) -> str:
     )
 
 
-def _check_rowwise(f, x: torch.Tensor, values: torch.Tensor) -> None:
-    """Refuse an f that mixes samples: f on three rows, reversed, must repeat f on all rows."""
-    n = x.shape[0]
-    rows = torch.tensor(sorted({n - 1, n // 2, 0}, reverse=True), device=x.device)
-    with torch.no_grad():
-        again = evaluate_f(f, x.detach()[rows], rows.shape[0]).to(values.dtype)
-        before = values.detach()[rows]
-    tol = torch.finfo(values.dtype).eps ** 0.5 * (1 + before.abs())
-    if not ((again - before).abs() <= tol).all():
-        raise ValueError(
-            _mixing("f", int(rows[0])) + "; f of three rows alone gave "
-            f"{again.tolist()}, f of the whole batch {before.tolist()} there"
-        )
+def _check_rowwise(f, x: torch.Tensor) -> None:
+    """Refuse an f whose value in row 1 of a 3-row batch has a gradient in rows 0 or 2.
+
+    A structural test on three draws of the batch, with no tolerance: it accepts an f with
+    noise inside (dropout, a stochastic reward) or with batch-size-dependent rounding, and
+    catches mixing through the gradient alone (x.mean() - x.mean().detach()). It costs f on
+    three rows and one small backward pass.
+    """
+    rows = x.detach()[: min(3, x.shape[0])].clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = evaluate_f(f, rows, rows.shape[0])
+        if not y.requires_grad:
+            return  # no path at all: refused by the caller with its own message
+        (grad,) = torch.autograd.grad(y[1], rows, allow_unused=True)
+    if grad is not None and _leaks(torch.cat([grad[:1], grad[2:]])):
+        raise ValueError(_mixing("f", 1))
 
 
 def _check_values(values, num_samples: int, what: str) -> None:
@@ -298,11 +352,15 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
         g_n = ∇θ f(x(θ, ε_n)).
 
     Needs ``dist_fn(theta).has_rsample`` and f differentiable in x. Every family with
-    ``rsample`` works, implicit ones (Gamma, Beta, Dirichlet, VonMises) included, at the cost
-    of one batch gradient (see :func:`per_sample_gradients`). f must act on each sample
-    separately (checked). An f that returns integers or booleans, or detaches x, and a
-    ``dist_fn`` that detaches θ, are refused: their pathwise gradient is a silent zero; so
-    is an f whose recorded derivative is 0 at every draw (``torch.floor``, ``torch.round``).
+    ``rsample`` works, implicit ones (Gamma, Beta, Dirichlet) included, at the cost of one
+    batch gradient (see :func:`per_sample_gradients`); VonMises has no ``rsample`` in torch.
+    f must act on each sample separately, and ``dist_fn`` on each copy of θ separately: both
+    are tested on three rows by the gradient of one row (so mixing through values or through
+    gradients is caught; mixing confined to rows the test does not see is not). An f that
+    returns integers or booleans, or detaches x, and a ``dist_fn`` that detaches θ, are
+    refused: their pathwise gradient is a silent zero. When every per-sample gradient is
+    exactly 0 (``torch.floor``, ``torch.round``; or a ReLU with every draw where it is flat,
+    which may be right) the estimate comes with a warning.
 
     Args:
         f: maps samples ``(N, *batch_shape, *event_shape)`` to values ``(N,)``,
@@ -331,14 +389,14 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
         torch.Size([2])
     """
     theta, num_samples = _check_common(f, dist_fn, theta, num_samples)
-    dist = _check_dist_fn(dist_fn, theta)
+    dist = _check_dist_fn(dist_fn, theta, reparameterized=True)
     if not dist.has_rsample:
         raise ValueError(
             f"dist_fn(theta) returned a {type(dist).__name__}, which has no reparameterized "
             "sampler (has_rsample is False); use score_function, which works for any "
             "distribution, or finite_difference"
         )
-    if getattr(dist.support, "is_discrete", False):
+    if _is_discrete(dist):
         raise ValueError(
             f"dist_fn(theta) returned a {type(dist).__name__}, whose support is discrete: its "
             "rsample is a straight-through surrogate, a biased estimator, not the pathwise "
@@ -362,23 +420,29 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
                 "or booleans, e.g. a step function): its pathwise gradient would be a silent "
                 "zero, not ∇θ E[f]; use score_function or finite_difference"
             )
-        _check_rowwise(f, x, y)
+        _check_rowwise(f, x)
         return y.to(theta.dtype)
 
     est = _rows(values, theta, num_samples, what="f", probe=False)
     if not est.samples.any():
-        raise ValueError(
-            "every per-sample pathwise gradient is exactly 0: f is piecewise constant in x "
-            "(floor, round, sign, a step) or does not depend on x where it is drawn; its "
-            "pathwise gradient is 0 with standard error 0, not ∇θ E[f]: use score_function or "
-            "finite_difference"
+        warnings.warn(
+            "every per-sample pathwise gradient is exactly 0, so the estimate is 0 with "
+            "standard error 0: right if f is flat wherever it was drawn, wrong if f is "
+            "piecewise constant (floor, round, sign, a step), whose expectation can still "
+            "move with θ; score_function or finite_difference estimate that",
+            stacklevel=2,
         )
     return est
 
 
-def _values_at(f, dist_fn, theta, num_samples, seed) -> torch.Tensor:
+def _values_at(f, dist_fn, theta, num_samples, seed, step, d) -> torch.Tensor:
     """f(x_n) for x_n ~ p(x; θ); with a seed, the draws replay the same random stream."""
-    dist = _make_dist(dist_fn, theta)
+    try:
+        dist = _make_dist(dist_fn, theta)
+    except ValueError as err:  # torch's parameter validation: θ ± h e_d is out of range
+        raise ValueError(
+            f"step={step}: θ ± h e_{d} is not a valid parameter of dist_fn ({err})"
+        ) from err
     if seed is None:
         return evaluate_f(f, dist.sample((num_samples,)), num_samples).to(theta.dtype)
     # fork_rng restores the global state afterwards: the caller's stream moves on only by
@@ -456,15 +520,18 @@ def finite_difference(
             shift = torch.zeros_like(theta)
             shift[d] = step
             plus, minus = theta + shift, theta - shift
-            try:
-                difference = _values_at(f, dist_fn, plus, num_samples, seed) - _values_at(
-                    f, dist_fn, minus, num_samples, seed
-                )  # (N,)
-            except ValueError as err:
-                if "f must" in str(err) or "f(x)" in str(err):
-                    raise
-                raise ValueError(
-                    f"step={step}: θ ± h e_{d} is not a valid parameter of dist_fn ({err})"
-                ) from err
+            difference = _values_at(f, dist_fn, plus, num_samples, seed, step, d) - _values_at(
+                f, dist_fn, minus, num_samples, seed, step, d
+            )  # (N,)
             columns.append(difference / (plus[d] - minus[d]))
-    return summarize(torch.stack(columns, dim=1))
+    est = summarize(torch.stack(columns, dim=1))
+    zero = [d for d in range(theta.shape[0]) if not est.samples[:, d].any()]
+    if zero:
+        warnings.warn(
+            f"every per-sample finite difference in coordinate(s) {zero} is exactly 0: either "
+            f"E[f] does not depend on them, or f is piecewise constant and step={step} is too "
+            "small for a draw to cross a jump (the estimate is then 0 with standard error 0); "
+            "use a larger step or score_function",
+            stacklevel=2,
+        )
+    return est

@@ -27,6 +27,7 @@ companion/__init__.py (each release is tagged v<version>)."""
 EXERCISE_LABEL = re.compile(r"```\{exercise(?:-start)?\}[^\n]*\n:label: (\S+)")
 SOLUTION_OF = re.compile(r"```\{solution(?:-start)?\} (\S+)")
 SEED_CALL = re.compile(r"\bseed_everything\(\s*\d+\s*\)")
+BUDGET_CALL = re.compile(r"\bstart_chapter\(\s*[\"'][\w-]+[\"']\s*,\s*max_checks=\s*\d+")
 INSTALL_URL = re.compile(r"git\+(\S+?)@v?([^\"\s]+)")
 VERSION = re.compile(r'^__version__ = "([^"]+)"', re.MULTILINE)
 
@@ -149,6 +150,11 @@ def notebook_problems(path: Path, config: dict) -> list[str]:
     if not any(SEED_CALL.search(source(cell)) for cell in cells[1:3]):
         problems.append(
             f"{name}: neither of the two cells after the bootstrap calls seed_everything(<int>)"
+        )
+    if not any(BUDGET_CALL.search(source(cell)) for cell in cells[1:3]):
+        problems.append(
+            f"{name}: neither of the two cells after the bootstrap opens the chapter's "
+            'false-alarm budget with start_chapter("<chapter>", max_checks=<int>)'
         )
     return problems
 

@@ -193,6 +193,21 @@ def label_bads():
     return [Bad("None", None), Bad("3", 3)]
 
 
+def rate_bads(extra=()):
+    """A false-alarm rate where None is valid (the chapter's share of its budget)."""
+    return real_bads(
+        none=False,
+        extra=[Bad("0", 0.0), Bad("1", 1.0), Bad("1.5", 1.5), Bad("-0.5", -0.5), *extra],
+    )
+
+
+def scale_bads():
+    """A check's scale, where None is valid (max |exact|): a finite number > 0."""
+    return real_bads(
+        positive=True, none=False, extra=[Bad("10**400, too large for a float", 10**400)]
+    )
+
+
 # Bad return values of f, for every routine that evaluates f on a batch of N samples.
 F_RETURNS = (
     returning("a list", lambda x: x.tolist()),
@@ -250,10 +265,15 @@ class Target:
 
 
 def call(target: Target, args: dict):
+    """Call the target; a chapter's budget it opened (start_chapter) is closed again, so that
+    no budget leaks into the table's later calls or into other tests."""
     args = dict(args)
     func = getattr(args.pop("self"), target.func) if "self" in args else target.func
     positional = [args.pop(name) for name in target.positional]
-    return func(*positional, **args)
+    try:
+        return func(*positional, **args)
+    finally:
+        C.end_chapter()
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -1030,7 +1050,8 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                     *check_tensor_bads[1:],  # None: a deterministic check
                     Bad("negative", fresh(lambda: torch.tensor([0.1, -0.1]))),
                 ],
-                "false_alarm": probability_bads(),
+                "false_alarm": rate_bads(),
+                "scale": scale_bads(),
                 "verbose": flag_bads(),
             },
         )
@@ -1077,30 +1098,102 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "values": tensor_bads(torch.tensor(1.0), torch.ones(1), ints=False),
                 # a tensor exact broadcasts: it compares several coordinates
                 "exact": check_tensor_bads[:-1],
-                "false_alarm": probability_bads(),
+                "false_alarm": rate_bads(),
+                "scale": scale_bads(),
+                "verbose": flag_bads(),
+            },
+        )
+    )
+    for func in (C.check_at_least, C.check_exceeds):  # valid: 5 se above the bound
+        T.append(
+            Target(
+                func.__name__,
+                func,
+                lambda: {
+                    "label": "L5 >= L1",
+                    "estimate": 1.0,
+                    "bound": 0.5,
+                    "stderr": 0.1,
+                    "false_alarm": 1e-3,
+                    "verbose": False,
+                },
+                ("label", "estimate", "bound"),
+                {
+                    "label": label_bads(),
+                    "estimate": check_tensor_bads[:-1],
+                    "bound": check_tensor_bads[:-1],
+                    "stderr": [*check_tensor_bads[:-1], Bad("-0.1", -0.1)],
+                    "false_alarm": rate_bads(extra=[Bad("0.5, for a one-sided check", 0.5)]),
+                    "scale": scale_bads(),
+                    "verbose": flag_bads(),
+                },
+            )
+        )
+    draws = [[1.0, 2.0], [2.0, 1.0], [1.5, 1.5]]  # mean projection 1.5 sqrt(5) / 5 along u
+    draws_bads = [
+        Bad("None", None),
+        Bad('"x"', "x"),
+        Bad("a NaN tensor", Derived(nan_of), True),
+        Bad("an inf tensor", Derived(inf_of), True),
+        Bad("a complex tensor", Derived(complex_of), True),
+        Bad("an empty tensor", fresh(lambda: torch.empty(0))),
+        Bad("one draw, shape (1, 2)", fresh(lambda: torch.ones(1, 2))),
+        Bad("shape (3,): not (R, P)", fresh(lambda: torch.ones(3))),
+        Bad("shape (3, 3): another P", fresh(lambda: torch.ones(3, 3))),
+        Bad("a ragged list", [[1.0], [1.0, 2.0]]),
+    ]
+    T.append(
+        Target(
+            "check_agree",
+            C.check_agree,
+            lambda: {
+                "label": "agree",
+                "samples": torch.tensor(draws),
+                "reference": torch.tensor(draws[::-1]),
+                "direction": torch.tensor([1.0, 0.5]),
+                "false_alarm": 1e-3,
+                "verbose": False,
+            },
+            ("label", "samples", "reference"),
+            {
+                "label": [*label_bads(), Bad('""', "")],
+                # integer and boolean draws are numbers (an indicator's mean)
+                "samples": draws_bads,
+                "reference": [
+                    *draws_bads,
+                    Bad("mean 0 along direction", fresh(lambda: torch.zeros(3, 2))),
+                ],
+                # an integer direction is a direction
+                "direction": tensor_bads(
+                    torch.ones(3),
+                    torch.ones(1, 2),
+                    ints=False,
+                    extra=[Bad("zero", fresh(lambda: torch.zeros(2))), Bad("True", True)],
+                ),
+                "false_alarm": rate_bads(),
                 "verbose": flag_bads(),
             },
         )
     )
     T.append(
         Target(
-            "check_at_least",
-            C.check_at_least,
+            "report",
+            C.report,
             lambda: {
-                "label": "L5 >= L1",
-                "estimate": 1.0,
-                "bound": 0.5,
-                "stderr": 0.1,
-                "false_alarm": 1e-3,
+                "label": "measured",
+                "value": torch.tensor([1.0, 2.0]),
+                "stderr": torch.tensor([0.1, 0.1]),
                 "verbose": False,
             },
-            ("label", "estimate", "bound"),
+            ("label", "value"),
             {
-                "label": label_bads(),
-                "estimate": check_tensor_bads[:-1],
-                "bound": check_tensor_bads[:-1],
-                "stderr": [*check_tensor_bads[:-1], Bad("-0.1", -0.1)],
-                "false_alarm": probability_bads(extra=[Bad("0.5", 0.5)]),
+                "label": [*label_bads(), Bad('""', "")],
+                # a value of another shape is valid (a measurement of another size)
+                "value": check_tensor_bads[:-1],
+                "stderr": [  # None: a measurement without a standard error
+                    *check_tensor_bads[1:],
+                    Bad("negative", fresh(lambda: torch.tensor([0.1, -0.1]))),
+                ],
                 "verbose": flag_bads(),
             },
         )
@@ -1118,20 +1211,36 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
         Bad("a NaN tensor", Derived(nan_of), True),
         Bad("an inf tensor", Derived(inf_of), True),
     ]
+
+    def check_result():
+        return {
+            "label": "E[x]",
+            "estimate": torch.tensor([1.0]),
+            "exact": torch.tensor([1.0]),
+            "stderr": torch.tensor([0.1]),
+            "distance": torch.tensor([0.0]),
+            "limit": torch.tensor([3.29]),
+            "passed": True,
+            "false_alarm": 1e-3,
+            "scale": 1.0,
+            "resolution": 0.329,
+        }
+
+    resolution_bads = [  # inf is valid: a check without a scale
+        Bad("NaN", math.nan, True),
+        Bad("-inf", -math.inf, True),
+        Bad("1+1j", 1 + 1j, True),
+        Bad("-1", -1.0),
+        Bad("True", True),
+        Bad('"x"', "x"),
+        Bad("None", None),
+    ]
     for cls in (C.CheckResult, C.BoundCheckResult):
         T.append(
             Target(
                 cls.__name__,
                 cls,
-                lambda: {
-                    "label": "E[x]",
-                    "estimate": torch.tensor([1.0]),
-                    "exact": torch.tensor([1.0]),
-                    "stderr": torch.tensor([0.1]),
-                    "distance": torch.tensor([0.0]),
-                    "limit": torch.tensor([3.29]),
-                    "passed": True,
-                },
+                check_result,
                 (),
                 {
                     "label": [*label_bads(), Bad('""', "")],
@@ -1142,9 +1251,106 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                     "distance": [*result_bads, Bad("a NaN tensor", Derived(nan_of), True)],
                     "limit": finite_result_bads,
                     "passed": flag_bads(),
+                    "false_alarm": rate_bads(),  # None: a deterministic check
+                    "scale": scale_bads(),  # None: no scale (exact is 0)
+                    "resolution": resolution_bads,
+                    **({"strict": flag_bads()} if cls is C.BoundCheckResult else {}),
                 },
             )
         )
+    for method in ("absolute_resolution", "resolution_text"):  # no parameters
+        T.append(
+            Target(
+                f"CheckResult.{method}",
+                method,
+                lambda: {"self": C.CheckResult(**check_result())},
+            )
+        )
+
+    # ------------------------------------------------------------ ledger
+    chapter_bads = [*label_bads(), Bad('""', ""), Bad('"  "', "  ")]
+    T.append(
+        Target(
+            "start_chapter",
+            C.start_chapter,
+            lambda: {"chapter": "01_monte_carlo", "max_checks": 40, "false_alarm": 1e-3},
+            ("chapter",),
+            {
+                "chapter": chapter_bads,
+                # a huge max_checks allocates nothing: a tiny share per check, not an error
+                "max_checks": count_bads(1, huge=False),
+                "false_alarm": probability_bads(),
+            },
+        )
+    )
+    for func in (C.end_chapter, C.current_budget, C.default_false_alarm):  # no parameters
+        T.append(Target(func.__name__, func, dict))
+    T.append(
+        Target(
+            "Budget",
+            C.Budget,
+            lambda: {"chapter": "ch", "total": 0.01, "max_checks": 10, "spent": 0.004, "count": 4},
+            (),
+            {
+                "chapter": chapter_bads,
+                "total": probability_bads(),
+                "max_checks": count_bads(1, huge=False, extra=[Bad("3, below count", 3)]),
+                "spent": real_bads(extra=[Bad("-0.1", -0.1), Bad("above total", 0.5)]),
+                "count": count_bads(0, huge=False, extra=[Bad("above max_checks", 11)]),
+            },
+        )
+    )
+    spend_bads = {
+        "false_alarm": probability_bads(),
+        "label": [*label_bads(), Bad('""', "")],
+    }
+    T.append(
+        Target(
+            "Budget.spend",
+            "spend",
+            lambda: {
+                "self": C.Budget("ch", total=1e-3, max_checks=10),
+                "false_alarm": 1e-4,
+                "label": "E[x]",
+            },
+            ("false_alarm", "label"),
+            {
+                **spend_bads,
+                "false_alarm": [
+                    *spend_bads["false_alarm"],
+                    Bad("over the budget", 2e-3),
+                ],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "spend",  # outside a chapter: charges nothing, but checks its input
+            C.spend,
+            lambda: {"false_alarm": 1e-4, "label": "E[x]"},
+            ("false_alarm", "label"),
+            spend_bads,
+        )
+    )
+    T.append(
+        Target(
+            "record",
+            C.record,
+            lambda: {"entry": {"label": "E[x]", "kind": "close", "resolution": math.inf}},
+            ("entry",),
+            {
+                "entry": [
+                    Bad("None", None),
+                    Bad('"x"', "x"),
+                    Bad("a list of pairs", [("label", "E[x]")]),
+                    Bad("a non-string key", {1: "x"}),
+                    Bad("a tensor value", fresh(lambda: {"value": torch.tensor(1.0)})),
+                    Bad("a NaN in a list", {"values": [math.nan]}, True),
+                    Bad("a complex value", {"value": 1j}, True),
+                ]
+            },
+        )
+    )
 
     # ------------------------------------------------------------ data
     T.append(
@@ -1994,6 +2200,17 @@ def run_bad(target: Target, param: str, bad: Bad) -> Outcome:
 
 
 # ---------------------------------------------------------------- the tests
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_audit_log():
+    """The checks in the table write no audit log, even where the caller's environment names
+    one; and they run outside a chapter, at the default false-alarm rate."""
+    C.end_chapter()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(C.LOG_VARIABLE, raising=False)
+        yield
+    C.end_chapter()
 
 
 @pytest.fixture(scope="module")

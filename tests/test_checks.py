@@ -21,7 +21,10 @@ def test_statistical_check_passes_within_z_stderr_and_prints_one_line(capsys):
     line = capsys.readouterr().out.strip()
     assert isinstance(result, CheckResult) and result.passed
     assert line.count("\n") == 0
-    assert line.startswith("✓ mean: 1.3000 ± 0.1000 | exact 1.0000 | 3.00 se (limit 3.29 se)")
+    # z * stderr = 3.29 * 0.1 = 0.329 is 33% of max |exact| = 1
+    assert line == (
+        "✓ mean: 1.3000 ± 0.1000 | exact 1.0000 | 3.00 se (limit 3.29 se) | catches 33% of 1.000"
+    )
     assert float(result.distance) == pytest.approx(3.0)
 
 
@@ -30,7 +33,10 @@ def test_statistical_check_fails_beyond_z_stderr_with_the_same_line(capsys):
         check_close("mean", 1.34, 1.0, stderr=0.1)  # 3.4 se > 3.29 se
     printed = capsys.readouterr().out.strip()
     assert str(info.value) == printed
-    assert "FAILED mean" in printed and "3.40 se" in printed
+    assert printed == (
+        "✗ FAILED mean: 1.3400 ± 0.1000 | exact 1.0000 | 3.40 se (limit 3.29 se) | "
+        "catches 33% of 1.000"
+    )
 
 
 def test_false_alarm_sets_the_limit():
@@ -66,7 +72,10 @@ def test_check_mc_summarizes_samples(capsys):
     result = check_mc("mean of 1..4", values, 2.5)
     assert float(result.estimate) == 2.5
     assert float(result.stderr) == pytest.approx(values.std().item() / 2)
-    assert "mean of 1..4: 2.5000 ± 0.6455" in capsys.readouterr().out
+    assert capsys.readouterr().out == (
+        "✓ mean of 1..4: 2.5000 ± 0.6455 | exact 2.5000 | 0.00 se (limit 3.29 se) | "
+        "catches 85% of 2.500\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,7 +160,8 @@ def test_check_at_least_is_one_sided(capsys):
     assert result.passed and float(result.distance) == 0.0
     assert isinstance(result, BoundCheckResult) and isinstance(result, CheckResult)
     assert capsys.readouterr().out.strip() == (
-        "✓ gap >= 0: 5.0000 ± 0.1000 | at least 0.0000 | 0.00 se short (limit 3.09 se)"
+        "✓ gap >= 0: 5.0000 ± 0.1000 | at least 0.0000 | 0.00 se short (limit 3.09 se) | "
+        "catches ±0.31 (no scale)"
     )
     check_at_least("just below", -0.30, 0.0, stderr=0.1, verbose=False)  # 3.0 se < 3.09
     with pytest.raises(AssertionError, match=r"FAILED below: -0.3200 .* 3.20 se short"):
@@ -369,3 +379,326 @@ def test_check_at_least_refuses_everything_malformed(kwargs, error, match):
     else:
         with pytest.raises(error, match=match):
             call()
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def test_statistical_resolution_is_z_stderr_of_the_worst_coordinate_over_max_abs_exact():
+    z = critical_z(0.01, 2)  # Bonferroni over the 2 coordinates
+    result = check_close(
+        "two", [1.0, -4.1], [1.0, -4.0], stderr=[0.1, 0.2], false_alarm=0.01, verbose=False
+    )
+    assert result.false_alarm == 0.01
+    assert result.scale == 4.0  # max |exact|
+    assert result.absolute_resolution() == pytest.approx(z * 0.2, rel=1e-12)  # worst coordinate
+    assert result.resolution == pytest.approx(z * 0.2 / 4.0, rel=1e-12)
+    assert result.resolution_text() == f"catches {100 * z * 0.2 / 4.0:.2g}% of 4.000"
+
+
+def test_deterministic_resolution_is_the_tolerance_over_max_abs_exact(capsys):
+    result = check_close("det", [1.0, 2.0], [1.0, 2.0], rtol=0.01, atol=0.002)
+    # tolerance atol + rtol |exact| = 0.012 and 0.022; the worst, 0.022, is 1.1% of 2
+    assert result.false_alarm is None and result.stderr is None
+    assert result.absolute_resolution() == pytest.approx(0.022, rel=1e-12)
+    assert result.scale == 2.0
+    assert result.resolution == pytest.approx(0.011, rel=1e-12)
+    assert capsys.readouterr().out.strip() == (
+        "✓ det: [1.0000, 2.0000] | exact [1.0000, 2.0000] | max |Δ| 0.00 (tolerance 0.02) | "
+        "catches 1.1% of 2.000"
+    )
+
+
+def test_a_named_scale_replaces_max_abs_exact(capsys):
+    result = check_close("E[score] = 0", 0.01, 0.0, stderr=0.01, false_alarm=0.05, scale=2.0)
+    assert result.scale == 2.0
+    assert result.resolution == pytest.approx(critical_z(0.05) * 0.01 / 2.0, rel=1e-12)
+    assert capsys.readouterr().out.strip() == (
+        "✓ E[score] = 0: 0.0100 ± 0.0100 | exact 0.0000 | 1.00 se (limit 1.96 se) | "
+        "catches 0.98% of 2.000"
+    )
+    # a named scale wins over max |exact| too; deterministic: tolerance / scale
+    result = check_close("det", 3.0, 3.0, atol=0.5, scale=10, verbose=False)
+    assert result.scale == 10.0 and result.resolution == pytest.approx(0.05, rel=1e-12)
+
+
+def test_without_a_scale_the_resolution_is_infinite_and_absolute_on_the_line(capsys):
+    result = check_close("zero", 0.0, 0.0, stderr=0.1)
+    assert result.scale is None and result.resolution == math.inf
+    assert result.absolute_resolution() == pytest.approx(critical_z(1e-3) * 0.1, rel=1e-12)
+    assert capsys.readouterr().out.strip() == (
+        "✓ zero: 0.0000 ± 0.1000 | exact 0.0000 | 0.00 se (limit 3.29 se) | "
+        "catches ±0.33 (no scale)"
+    )
+    # significant digits, not fixed ones: a tolerance of 0.002 does not read "±0.00"
+    result = check_close("det zero", 0.0, [0.0, 0.0], atol=0.002, verbose=False)
+    assert result.resolution_text() == "catches ±0.002 (no scale)"
+
+
+def test_check_mc_and_check_at_least_take_a_scale():
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)  # mean 2.5, se 0.6455
+    se = values.std().item() / 2
+    result = check_mc("mc", values, 2.5, false_alarm=0.05, scale=25.0, verbose=False)
+    assert result.resolution == pytest.approx(critical_z(0.05) * se / 25.0, rel=1e-12)
+    result = check_mc("mc", values, 2.5, false_alarm=0.05, verbose=False)  # default 2.5
+    assert result.resolution == pytest.approx(critical_z(0.05) * se / 2.5, rel=1e-12)
+
+    from companion.checks import check_at_least
+
+    z1 = critical_z(2 * 0.05)  # one-sided at 0.05
+    result = check_at_least("a", 1.0, -2.0, stderr=0.1, false_alarm=0.05, verbose=False)
+    assert result.scale == 2.0  # max |bound|
+    assert result.resolution == pytest.approx(z1 * 0.1 / 2.0, rel=1e-12)
+    result = check_at_least("a", 1.0, 0.0, stderr=0.1, scale=0.5, verbose=False)
+    assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1 / 0.5, rel=1e-12)
+
+
+# ---------------------------------------------------------------- check_exceeds
+
+
+def test_check_exceeds_passes_when_the_gap_is_resolved(capsys):
+    from companion.checks import BoundCheckResult, check_exceeds
+
+    result = check_exceeds("L50 > L1", 1.0, 0.5, stderr=0.1)  # 5 se above; needs 3.09
+    assert isinstance(result, BoundCheckResult) and result.strict and result.passed
+    assert float(result.distance) == pytest.approx(5.0)
+    assert float(result.limit) == pytest.approx(critical_z(2e-3))
+    assert result.scale == 0.5  # max |bound|
+    assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1 / 0.5, rel=1e-12)
+    assert capsys.readouterr().out.strip() == (
+        "✓ L50 > L1: 1.0000 ± 0.1000 | above 0.5000 | 5.00 se above (needs 3.09 se) | "
+        "catches 62% of 0.500"
+    )
+
+
+def test_check_exceeds_fails_when_the_gap_is_within_z_stderr(capsys):
+    from companion.checks import check_exceeds
+
+    with pytest.raises(AssertionError) as info:
+        check_exceeds("L5 > L1", 0.8, 0.5, stderr=0.1)  # 3.00 se < 3.09 se: not resolved
+    printed = capsys.readouterr().out.strip()
+    assert (
+        str(info.value)
+        == printed
+        == (
+            "✗ FAILED L5 > L1: 0.8000 ± 0.1000 | above 0.5000 | 3.00 se above (needs 3.09 se) | "
+            "catches 62% of 0.500"
+        )
+    )
+    # a bound that never tightens: no gap at all, or below, or exactly equal with no noise
+    for estimate, se in [(0.5, 0.1), (0.3, 0.1), (0.5, 0.0)]:
+        with pytest.raises(AssertionError, match=r"FAILED .* 0\.00 se above"):
+            check_exceeds("never tightens", estimate, 0.5, stderr=se, verbose=False)
+    # zero noise and a real gap: resolved
+    assert check_exceeds("exact gap", 0.6, 0.5, stderr=0.0, verbose=False).passed
+
+
+def test_check_exceeds_scale_and_coordinates():
+    from companion.checks import check_exceeds
+
+    # bound 0: the scale is the gap itself
+    result = check_exceeds("gap > 0", 1.0, 0.0, stderr=0.1, verbose=False)
+    assert result.scale == 1.0
+    assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1, rel=1e-12)
+    result = check_exceeds("gap > 0", 1.0, 0.0, stderr=0.1, scale=4.0, verbose=False)
+    assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1 / 4.0, rel=1e-12)
+    # every coordinate must be resolved, at the Bonferroni z; the line shows the smallest
+    z2 = critical_z(2e-3, 2)
+    result = check_exceeds("both", [1.0, z2 * 0.1 + 1e-6], 0.0, stderr=0.1, verbose=False)
+    assert float(result.limit.max()) == pytest.approx(z2)
+    with pytest.raises(AssertionError, match=r"min 3\.\d\d se above \(needs 3\.29 se\)"):
+        check_exceeds("both", [1.0, z2 * 0.1 - 1e-3], 0.0, stderr=0.1, verbose=False)
+
+
+# ---------------------------------------------------------------- check_agree
+
+
+def test_check_agree_compares_mean_projections_exactly():
+    """Hand-made draws, direction (3, 4)/5: projections (3, 4, 7) and (7, 6, 8, 7).
+
+    mean a = 14/3, s_a² = 13/3 (se² 13/9); mean b = 7, s_b² = 2/3 (se² 1/6); the gap
+    -7/3 over sqrt(13/9 + 1/6) = sqrt(29/18) is 1.838 se; the scale is |mean b| = 7.
+    """
+    from companion.checks import check_agree
+
+    samples = [[5.0, 0.0], [0.0, 5.0], [5.0, 5.0]]
+    reference = [[5.0, 5.0], [10.0, 0.0], [0.0, 10.0], [5.0, 5.0]]
+    se = math.sqrt(29 / 18)
+    result = check_agree(
+        "agree", samples, reference, direction=[3.0, 4.0], false_alarm=0.05, verbose=False
+    )
+    assert float(result.estimate) == pytest.approx(-7 / 3, rel=1e-12)
+    assert float(result.exact) == 0.0
+    assert float(result.stderr) == pytest.approx(se, rel=1e-12)
+    assert float(result.distance) == pytest.approx(7 / 3 / se, rel=1e-12)
+    assert result.scale == pytest.approx(7.0, rel=1e-12)
+    assert result.resolution == pytest.approx(critical_z(0.05) * se / 7.0, rel=1e-12)
+    # the direction's length does not matter; 1.84 se fails at 10% (1.64 se)
+    with pytest.raises(AssertionError, match=r"1\.84 se"):
+        check_agree(
+            "agree", samples, reference, direction=[30.0, 40.0], false_alarm=0.1, verbose=False
+        )
+
+
+def test_check_agree_bad_input():
+    from companion.checks import check_agree
+
+    a, b = torch.ones(3, 2), torch.ones(4, 2)
+    with pytest.raises(ValueError, match="direction must be nonzero"):
+        check_agree("x", a, b, direction=[0.0, 0.0])
+    with pytest.raises(ValueError, match=r"direction \(P,\)"):
+        check_agree("x", a, b, direction=[1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="mean exactly 0 along direction"):
+        check_agree("x", a, torch.zeros(4, 2), direction=[1.0, 0.0])
+    with pytest.raises(ValueError, match="samples must hold at least 2"):
+        check_agree("x", a[:1], b, direction=[1.0, 0.0])
+    with pytest.raises(ValueError, match="reference must be finite"):
+        check_agree("x", a, b * math.nan, direction=[1.0, 0.0])
+    # huge directions are normalized without overflow
+    result = check_agree("x", a, b, direction=[1e308, 1e308], verbose=False)
+    assert result.scale == pytest.approx(math.sqrt(2), rel=1e-12)
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_report_prints_a_measurement_and_returns_the_value(capsys):
+    from companion.checks import report
+
+    value = report("single-sample REINFORCE", 0.0312, stderr=0.1)
+    assert capsys.readouterr().out == (
+        "· single-sample REINFORCE: 0.0312 ± 0.1000 (a measurement, not a check)\n"
+    )
+    assert value.dtype == torch.float64 and float(value) == 0.0312
+    value = report("a vector", torch.tensor([1.0, 2.0]))
+    assert capsys.readouterr().out == "· a vector: [1.0000, 2.0000] (a measurement, not a check)\n"
+    assert torch.equal(value, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    report("quiet", 1.0, verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(label=""), ValueError, "label must be a non-empty string"),
+        (dict(value=NAN), ValueError, "value must be finite"),
+        (dict(value=torch.zeros(0)), ValueError, "value must hold at least one value"),
+        (dict(value=True), TypeError, "value must be a real number"),
+        (dict(stderr=-1.0), ValueError, "stderr must be >= 0"),
+        (dict(stderr=[0.1, 0.1, 0.1]), ValueError, "stderr must broadcast"),
+        (dict(verbose="yes"), TypeError, "verbose must be True or False"),
+    ],
+)
+def test_report_refuses_malformed_input(capsys, kwargs, error, match):
+    from companion.checks import report
+
+    args = dict(label="m", value=[1.0, 2.0], stderr=0.1)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        report(args.pop("label"), args.pop("value"), **args)
+    assert capsys.readouterr().out == ""
+
+
+# ---------------------------------------------------------------- the audit log
+
+FIELDS = {
+    "chapter",
+    "label",
+    "kind",
+    "passed",
+    "resolution",
+    "scale",
+    "absolute_resolution",
+    "false_alarm",
+    "coordinates",
+}
+
+
+def _log_lines(path):
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_every_check_kind_writes_one_json_line(monkeypatch, tmp_path):
+    from companion.checks import check_agree, check_at_least, check_exceeds, report
+    from companion.ledger import LOG_VARIABLE, end_chapter
+
+    end_chapter()  # outside a chapter: "chapter" is null
+    log = tmp_path / "checks.jsonl"
+    monkeypatch.setenv(LOG_VARIABLE, str(log))
+    z = critical_z(0.05)
+    z1 = critical_z(0.1)  # one-sided at 0.05
+    check_close("close", 2.0, 2.0, stderr=0.1, false_alarm=0.05, verbose=False)
+    check_close("exact", [1.0, 4.0], [1.0, 4.0], rtol=0.01, verbose=False)
+    check_mc("mc", [1.0, 2.0, 3.0, 4.0], 2.5, false_alarm=0.05, verbose=False)
+    check_at_least("at least", 1.0, 0.0, stderr=0.1, false_alarm=0.05, verbose=False)
+    check_exceeds("exceeds", 1.0, 0.5, stderr=0.1, false_alarm=0.05, verbose=False)
+    check_agree(
+        "agree", [[1.0], [3.0]], [[2.0], [2.0]], direction=[1.0], false_alarm=0.05, verbose=False
+    )
+    report("measured", 1.0, stderr=0.1, verbose=False)
+    lines = _log_lines(log)
+    assert [(e["label"], e["kind"]) for e in lines] == [
+        ("close", "close"),
+        ("exact", "exact"),
+        ("mc", "close"),
+        ("at least", "at_least"),
+        ("exceeds", "exceeds"),
+        ("agree", "close"),
+        ("measured", "measurement"),
+    ]
+    for entry in lines[:-1]:
+        assert set(entry) == FIELDS and entry["chapter"] is None and entry["passed"] is True
+    assert lines[-1] == {"chapter": None, "label": "measured", "kind": "measurement"}
+    close, exact, mc, at_least, exceeds, agree = lines[:-1]
+    assert close["resolution"] == pytest.approx(z * 0.1 / 2.0, rel=1e-12)
+    assert close["absolute_resolution"] == pytest.approx(z * 0.1, rel=1e-12)
+    assert close["scale"] == 2.0 and close["false_alarm"] == 0.05 and close["coordinates"] == 1
+    assert exact["false_alarm"] is None and exact["coordinates"] == 2
+    assert exact["absolute_resolution"] == pytest.approx(0.04, rel=1e-12)
+    assert exact["resolution"] == pytest.approx(0.01, rel=1e-12) and exact["scale"] == 4.0
+    se = torch.tensor([1.0, 2.0, 3.0, 4.0]).std().item() / 2
+    assert mc["absolute_resolution"] == pytest.approx(z * se, rel=1e-6)
+    assert at_least["resolution"] is None and at_least["scale"] is None  # bound 0: no scale
+    assert at_least["absolute_resolution"] == pytest.approx(z1 * 0.1, rel=1e-12)
+    assert exceeds["resolution"] == pytest.approx(z1 * 0.1 / 0.5, rel=1e-12)
+    assert agree["scale"] == 2.0 and agree["resolution"] == pytest.approx(z * 1.0 / 2.0)
+
+
+def test_a_failing_check_writes_its_line_before_raising(monkeypatch, tmp_path):
+    from companion.checks import check_exceeds
+    from companion.ledger import LOG_VARIABLE
+
+    log = tmp_path / "checks.jsonl"
+    monkeypatch.setenv(LOG_VARIABLE, str(log))
+    with pytest.raises(AssertionError):
+        check_close("wrong", 1.5, 1.0, stderr=0.1, verbose=False)
+    with pytest.raises(AssertionError):
+        check_close("wrong exact", 1.5, 1.0, atol=0.1, verbose=False)
+    with pytest.raises(AssertionError):
+        check_exceeds("no gap", 1.0, 1.0, stderr=0.1, verbose=False)
+    lines = _log_lines(log)
+    assert [(e["label"], e["passed"]) for e in lines] == [
+        ("wrong", False),
+        ("wrong exact", False),
+        ("no gap", False),
+    ]
+    assert all(set(e) == FIELDS for e in lines)
+
+
+def test_no_log_without_the_variable(monkeypatch, tmp_path):
+    from companion.checks import report
+    from companion.ledger import LOG_VARIABLE
+
+    monkeypatch.delenv(LOG_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    check_close("close", 1.0, 1.0, stderr=0.1, verbose=False)
+    check_close("exact", 1.0, 1.0, rtol=0.1, verbose=False)
+    report("measured", 1.0, verbose=False)
+    with pytest.raises(AssertionError):
+        check_close("wrong", 2.0, 1.0, stderr=0.1, verbose=False)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv(LOG_VARIABLE, "")  # empty: no log either
+    check_close("close", 1.0, 1.0, stderr=0.1, verbose=False)
+    assert list(tmp_path.iterdir()) == []

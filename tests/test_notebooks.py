@@ -94,6 +94,16 @@ def test_a_missing_seed_is_caught(tmp_path, good_notebook):
     assert any("seed_everything" in p for p in problems)
 
 
+def test_a_missing_false_alarm_budget_is_caught(tmp_path, good_notebook):
+    nb = copy.deepcopy(good_notebook)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            cell["source"] = text.replace("start_chapter(", "print(")
+    problems = notebook_problems(_write(tmp_path, nb), load_config())
+    assert any("start_chapter" in p for p in problems)
+
+
 def test_a_wrong_kernel_is_caught(tmp_path, good_notebook):
     nb = copy.deepcopy(good_notebook)
     nb["metadata"]["kernelspec"]["name"] = "julia-1.9"

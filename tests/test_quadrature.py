@@ -82,3 +82,11 @@ def test_rayleigh_expectation_matches_its_moments():
 def test_bad_input_names_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_the_largest_rule_allowed_is_accurate():
+    """MAX_NODES is below the size where NumPy's weights underflow (about 370 nodes)."""
+    nodes, weights = gauss_hermite(MAX_NODES)
+    assert torch.isfinite(nodes).all() and torch.isfinite(weights).all()
+    assert float(weights.sum()) == pytest.approx(1.0, abs=1e-12)
+    assert float((weights * nodes**2).sum()) == pytest.approx(1.0, abs=1e-10)

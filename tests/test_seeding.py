@@ -52,3 +52,20 @@ def test_numpy_integers_and_the_largest_seed_are_accepted():
     g = seed_everything(np.int64(7))
     assert isinstance(g, torch.Generator) and g.initial_seed() == 7
     assert seed_everything(2**32 - 1).initial_seed() == 2**32 - 1
+
+
+def test_the_seed_offset_shifts_every_stream(monkeypatch):
+    """make seeds sets COMPANION_SEED_OFFSET=k: seed s then draws what seed s + k draws."""
+    from companion.seeding import SEED_OFFSET_VARIABLE
+
+    seed_everything(7)
+    expected = torch.rand(3)
+    monkeypatch.setenv(SEED_OFFSET_VARIABLE, "2")
+    seed_everything(5)
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
+    monkeypatch.setenv(SEED_OFFSET_VARIABLE, "two")
+    with pytest.raises(ValueError, match="COMPANION_SEED_OFFSET must be a non-negative integer"):
+        seed_everything(5)
+    monkeypatch.delenv(SEED_OFFSET_VARIABLE)
+    seed_everything(7)
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)

@@ -161,6 +161,7 @@ def test_short_training_improves_test_elbo():
         lr=3e-3,
         progress=False,
     )
+    assert isinstance(history, training.History) and history.epochs == 3
     assert len(history.train_elbo) == len(history.test_elbo) == len(history.seconds) == 3
     assert history.test_elbo[-1] > before.mean.item() + 3.0, (before.mean, history.test_elbo)
     sf = train(
