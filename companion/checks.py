@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -53,6 +54,7 @@ __all__ = [
     "check_at_least",
     "check_exceeds",
     "check_agree",
+    "expect_failure",
     "report",
 ]
 
@@ -672,6 +674,37 @@ def check_agree(
         scale=scale,
         verbose=verbose,
     )
+
+
+def expect_failure(what: str):
+    """A check that must fail: show that a counterfeit is caught, or that an error is.
+
+    ::
+
+        with expect_failure("the counterfeit (random signs) is caught"):
+            check_agree("counterfeit and pathwise agree", counterfeit, pathwise, direction=u)
+
+    The block must raise AssertionError (a failed check); then the line prints and the
+    failure is swallowed: ``✓ caught, as it must be: <what>``. If the block completes, the
+    check had no power against the error it was shown, and ``expect_failure`` raises
+    AssertionError. Checks inside are not charged to the chapter's budget, and their audit
+    lines are marked as expected failures (:func:`companion.ledger.expected_failures`).
+
+    Args:
+        what: what must be caught, a non-empty string.
+    """
+    return _expect_failure(_check_label(what))  # the label is checked now, not at entry
+
+
+@contextmanager
+def _expect_failure(what: str):
+    with ledger.expected_failures():
+        try:
+            yield
+        except AssertionError:
+            print(f"✓ caught, as it must be: {what}")
+            return
+    raise AssertionError(f"✗ FAILED {what}: the check inside passed, so it cannot tell")
 
 
 def report(label: str, value, *, stderr=None, verbose: bool = True) -> torch.Tensor:

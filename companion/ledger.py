@@ -26,6 +26,7 @@ import json
 import math
 import numbers
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ._validation import check_positive_int, check_probability, describe, is_boolean
@@ -41,6 +42,7 @@ __all__ = [
     "default_false_alarm",
     "spend",
     "record",
+    "expected_failures",
 ]
 
 DEFAULT_FALSE_ALARM = 1e-3
@@ -114,7 +116,7 @@ class Budget:
         self.count += 1
 
 
-_STATE: dict = {"budget": None}
+_STATE: dict = {"budget": None, "expected_failures": False}
 
 
 def start_chapter(
@@ -163,6 +165,22 @@ def default_false_alarm() -> float:
     return DEFAULT_FALSE_ALARM if budget is None else budget.per_check
 
 
+@contextmanager
+def expected_failures():
+    """Within this block checks are demonstrations that must fail (a counterfeit caught).
+
+    They are not charged to the chapter's budget (their failing is the point, not a false
+    alarm), and their log lines carry ``"expected_failure": true``, which the audit requires
+    to have failed. :func:`companion.checks.expect_failure` is the way to use it.
+    """
+    before = _STATE["expected_failures"]
+    _STATE["expected_failures"] = True
+    try:
+        yield
+    finally:
+        _STATE["expected_failures"] = before
+
+
 def spend(false_alarm: float, label: str) -> None:
     """Charge one check to the chapter's budget, if a chapter is open.
 
@@ -175,7 +193,7 @@ def spend(false_alarm: float, label: str) -> None:
     """
     false_alarm = check_probability("false_alarm", false_alarm)
     _check_name("label", label)
-    if _STATE["budget"] is not None:
+    if _STATE["budget"] is not None and not _STATE["expected_failures"]:
         _STATE["budget"].spend(false_alarm, label)
 
 
@@ -192,6 +210,8 @@ def record(entry: dict) -> None:
         raise TypeError(f"entry must have string keys, got {sorted(map(repr, entry))}")
     budget = _STATE["budget"]
     line = {"chapter": None if budget is None else budget.chapter, **entry}
+    if _STATE["expected_failures"]:
+        line["expected_failure"] = True
     line = {
         k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in line.items()
     }

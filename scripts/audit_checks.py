@@ -11,7 +11,9 @@ This script reads those files and fails when
 - a chapter ran a statistical check outside its budget (no ``start_chapter``), or logged
   nothing at all.
 
-Measurements (``companion.checks.report``) are listed but not audited. It prints a table per
+Measurements (``companion.checks.report``) are listed but not audited; checks run inside
+``companion.checks.expect_failure`` (a counterfeit shown to be caught) must have failed, and
+are neither audited for resolution nor charged to the budget. It prints a table per
 chapter and writes ``summary.json`` beside the logs, which the reproducibility appendix shows.
 
 Usage:
@@ -39,10 +41,16 @@ def read_log(path: Path) -> list[dict]:
 
 def audit_chapter(chapter: str, entries: list[dict]) -> tuple[dict, list[str]]:
     """The chapter's summary row and its problems."""
+    caught = [e for e in entries if e.get("expected_failure")]
+    entries = [e for e in entries if not e.get("expected_failure")]
     checks = [e for e in entries if e["kind"] != "measurement"]
     statistical = [e for e in checks if e.get("false_alarm") is not None]
     resolutions = [e["resolution"] for e in checks if e.get("resolution") is not None]
-    problems = []
+    problems = [
+        f"{chapter}: {e['label']!r} was shown as an error that must be caught, but it passed"
+        for e in caught
+        if e.get("passed")
+    ]
     if not checks:
         problems.append(f"{chapter}: no check was logged")
     for e in checks:
@@ -77,6 +85,7 @@ def audit_chapter(chapter: str, entries: list[dict]) -> tuple[dict, list[str]]:
         "checks": len(checks),
         "statistical": len(statistical),
         "measurements": len(entries) - len(checks),
+        "caught": len(caught),
         "median_resolution": statistics.median(resolutions) if resolutions else None,
         "worst_resolution": max(resolutions) if resolutions else None,
         "false_alarm": spent,

@@ -1283,8 +1283,17 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
             },
         )
     )
-    for func in (C.end_chapter, C.current_budget, C.default_false_alarm):  # no parameters
-        T.append(Target(func.__name__, func, dict))
+    for func in (C.end_chapter, C.current_budget, C.default_false_alarm, C.expected_failures):
+        T.append(Target(func.__name__, func, dict))  # no parameters
+    T.append(
+        Target(
+            "expect_failure",
+            C.expect_failure,
+            lambda: {"what": "a counterfeit is caught"},
+            ("what",),
+            {"what": [*label_bads(), Bad('""', "")]},
+        )
+    )
     T.append(
         Target(
             "Budget",

@@ -1,5 +1,6 @@
 """Tests of companion.checks: exact behaviour of the check helper, and its error rates."""
 
+import json
 import math
 
 import pytest
@@ -702,3 +703,39 @@ def test_no_log_without_the_variable(monkeypatch, tmp_path):
     monkeypatch.setenv(LOG_VARIABLE, "")  # empty: no log either
     check_close("close", 1.0, 1.0, stderr=0.1, verbose=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_expect_failure_swallows_a_failed_check_and_refuses_a_passing_one(capsys):
+    """A counterfeit must be caught: the block's failure is the pass, its success the error."""
+    from companion.checks import expect_failure
+
+    with expect_failure("a 10% error is caught"):
+        check_close("wrong by 10%", 1.1, 1.0, rtol=0.01)
+    assert (
+        capsys.readouterr().out.splitlines()[-1] == "✓ caught, as it must be: a 10% error is caught"
+    )
+    with (
+        pytest.raises(AssertionError, match="the check inside passed, so it cannot tell"),
+        expect_failure("an error that is not there"),
+    ):
+        check_close("right", 1.0, 1.0, rtol=0.01)
+
+
+def test_expected_failures_are_not_charged_and_are_marked_in_the_log(tmp_path, monkeypatch):
+    from companion.checks import expect_failure
+    from companion.ledger import end_chapter, start_chapter
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("COMPANION_CHECK_LOG", str(log))
+    budget = start_chapter("ch", max_checks=1)
+    try:
+        with expect_failure("a counterfeit"):
+            check_close("counterfeit", 5.0, 0.0, stderr=1.0, scale=1.0)
+        assert budget.count == 0 and budget.spent == 0.0
+        check_close("the real check", 0.1, 0.0, stderr=1.0, scale=1.0)  # the budget's one check
+        assert budget.count == 1
+    finally:
+        end_chapter()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line.get("expected_failure", False) for line in lines] == [True, False]
+    assert [line["passed"] for line in lines] == [False, True]

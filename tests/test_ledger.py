@@ -334,3 +334,19 @@ def test_record_refuses_malformed_entries_with_or_without_a_log(
     with pytest.raises(error, match=match):
         record(entry)
     assert not log.exists()  # no half-written line
+
+
+def test_expected_failures_marks_records_and_charges_nothing(tmp_path, monkeypatch):
+    from companion.ledger import expected_failures
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("COMPANION_CHECK_LOG", str(log))
+    budget = start_chapter("ch", max_checks=2)
+    with expected_failures():
+        spend(1e-4, "inside")
+        record({"label": "inside"})
+    spend(1e-4, "outside")
+    record({"label": "outside"})
+    assert budget.count == 1 and budget.spent == pytest.approx(1e-4)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line.get("expected_failure", False) for line in lines] == [True, False]
