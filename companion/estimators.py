@@ -110,7 +110,7 @@ def _check_dist_fn(dist_fn, theta: torch.Tensor, *, reparameterized: bool = Fals
             for output in outputs:
                 if not output.requires_grad:
                     continue  # no graph at all: refused later with its own message
-                (grad,) = torch.autograd.grad(output, copies, allow_unused=True)
+                (grad,) = torch.autograd.grad(output, copies, retain_graph=True, allow_unused=True)
                 if grad is not None and _leaks(torch.cat([grad[:1], grad[2:]])):
                     raise ValueError(
                         f"{_BATCHED_HINT}; row 1 of dist_fn on {m} copies of θ depends on the "

@@ -805,3 +805,16 @@ def test_finite_difference_warns_when_no_draw_crosses_a_jump():
     seed_everything(33)
     with pytest.warns(UserWarning, match=r"step=1e-06 is too small"):
         finite_difference(lambda x: (x > 0).to(DT), normal, _theta(0.0, 1.0), 100, step=1e-6)
+
+
+def test_a_relaxed_categorical_whose_log_prob_and_rsample_share_a_graph():
+    """The dist_fn probe differentiates log_prob and rsample of the same distribution: the
+    graph they share must survive the first of the two backward passes."""
+    tau = torch.tensor(0.5, dtype=DT)
+    est = pathwise(
+        lambda x: (x**2).sum(-1),
+        lambda t: torch.distributions.RelaxedOneHotCategorical(tau, logits=t),
+        torch.zeros(3, dtype=DT),
+        100,
+    )
+    assert est.samples.shape == (100, 3)
