@@ -28,7 +28,7 @@ Counts have one name each: ``num_samples`` draws of x, ``num_particles`` draws o
 point, ``k`` importance samples of a bound, ``num_images``, ``num_draws``, ``num_pairs``.
 """
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 from . import (
     baselines,
