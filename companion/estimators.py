@@ -81,8 +81,9 @@ def _check_dist_fn(dist_fn, theta: torch.Tensor, *, reparameterized: bool = Fals
     """dist_fn(θ), after checking that dist_fn treats copies of θ separately.
 
     On m = 3 copies (2 when D = 3, so that m cannot be mistaken for D) the batch shape must be
-    (m, *batch_shape), and the log-density of a fixed draw in row 1 (with ``reparameterized``,
-    also the draw ``rsample`` makes in row 1) must not depend on copies 0 and 2: an exact,
+    (m, *batch_shape), and what the estimator differentiates in row 1 (the log-density of a
+    fixed draw; with ``reparameterized``, the draw ``rsample`` makes) must not depend on copies
+    0 and 2: an exact,
     structural test, so a dist_fn that reduces over θ (``t.norm()``, ``t.sum()``) or reads
     a row of it (``t[0]``) is caught even when the shapes come out right. The probe's draws
     come from a forked generator: the caller's random stream is not moved.
@@ -101,12 +102,16 @@ def _check_dist_fn(dist_fn, theta: torch.Tensor, *, reparameterized: bool = Fals
                     f"({m}, *batch_shape)"
                 )
             outputs = []
-            try:
-                outputs.append(_flat_log_prob(probe, dist.sample((m,)), m)[1])
-            except NotImplementedError:  # a custom distribution without sample or log_prob
-                pass
             if reparameterized and dist.has_rsample and not _is_discrete(dist):
-                outputs.append(probe.rsample().reshape(m, -1)[1].sum())
+                row = probe.rsample().reshape(m, -1)[1]  # pathwise's path, in row 1
+                # Unequal weights: a plain sum of a simplex draw (Dirichlet) is constant.
+                weights = torch.linspace(1.0, 2.0, row.numel(), dtype=row.dtype)
+                outputs.append((row * weights).sum())
+            elif not reparameterized:
+                try:  # the score function's path: the log-density of fixed draws
+                    outputs.append(_flat_log_prob(probe, dist.sample((m,)), m)[1])
+                except NotImplementedError:  # a custom distribution without log_prob
+                    pass
             for output in outputs:
                 if not output.requires_grad:
                     continue  # no graph at all: refused later with its own message
