@@ -239,6 +239,8 @@ def execute_all(
 
 def first_failure(error: str) -> str:
     """The failed check's line (✗ FAILED ...) from a traceback, or the traceback's last line."""
+    if error.startswith("audit: "):
+        return error
     lines = [line.strip() for line in error.splitlines() if line.strip()]
     for line in lines:
         if "✗ FAILED" in line:
@@ -246,13 +248,36 @@ def first_failure(error: str) -> str:
     return lines[-1] if lines else error
 
 
+def _audit_module():
+    """scripts/audit_checks.py, imported by path (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "audit_checks", ROOT / "scripts" / "audit_checks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_seeds(paths: list[Path], num_seeds: int) -> int:
-    """Execute every chapter under seed offsets 1..num_seeds (nothing cached); report failures."""
+    """Execute every chapter under seed offsets 1..num_seeds (nothing cached); report failures.
+
+    A run fails when a cell raises (a check failed) or when its checks fail the audit under
+    that seed (a resolution worse than 10%, an overspent budget): resolutions depend on the
+    draws, so the audit is repeated for every seed.
+    """
+    audit = _audit_module()
     failures = []
     with tempfile.TemporaryDirectory() as workdir:
         for offset in range(1, num_seeds + 1):
             for path in paths:
-                row, _ = measure(path, Path(workdir), Path(workdir) / "checks.jsonl", offset)
+                log = Path(workdir) / f"{path.stem}-{offset}.jsonl"
+                row, _ = measure(path, Path(workdir), log, offset)
+                if row["error"] is None:
+                    _, problems = audit.audit_chapter(path.stem, audit.read_log(log))
+                    if problems:
+                        row["error"] = "audit: " + "; ".join(problems)
                 status = "ok" if row["error"] is None else "FAILED"
                 print(
                     f"seed offset {offset:3d}  {path.stem:<26} {row['seconds']:6.1f} s  {status}",

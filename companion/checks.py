@@ -116,12 +116,13 @@ class CheckResult:
         limit: the largest allowed distance: z, or the tolerance atol + rtol |exact|.
         passed: whether every coordinate is within its limit.
         false_alarm: the probability that a correct estimate fails (None: deterministic).
-        scale: the size the resolution is relative to (max |exact| unless the caller named
-            one), or None when that is 0 and no scale was named.
-        resolution: the smallest error the check catches, relative to ``scale``: z · stderr
-            (statistical: an error that large is caught at least half the time, larger ones
-            almost surely) or the tolerance (deterministic), worst coordinate; inf without
-            a scale.
+        scale: the floor the caller named under each coordinate's size |exact_i| (for a
+            coordinate whose exact value is 0 or small), or None.
+        resolution: the smallest error the check catches, relative to the size it is
+            judged against, worst coordinate: z · stderr_i / max(|exact_i|, scale) for a
+            statistical check (an error that large is caught at least half the time, one
+            1.3 times larger about 90% of the time) or the tolerance over the same size for
+            a deterministic one; inf where a size is 0.
     """
 
     label: str
@@ -184,18 +185,30 @@ class CheckResult:
             f"{self.resolution_text()}"
         )
 
+    def absolute_resolutions(self) -> torch.Tensor:
+        """The smallest error caught in each coordinate, in the units of the estimate."""
+        return self.limit if self.stderr is None else self.limit * self.stderr
+
     def absolute_resolution(self) -> float:
         """The smallest error caught, in the units of the estimate (worst coordinate)."""
-        if self.stderr is None:
-            return float(self.limit.max())
-        return float((self.limit * self.stderr).max())
+        return float(self.absolute_resolutions().max())
+
+    def sizes(self) -> torch.Tensor:
+        """What each coordinate's resolution is relative to: |exact|, floored by the scale."""
+        size = self.exact.abs()
+        return size if self.scale is None else size.clamp_min(self.scale)
 
     def resolution_text(self) -> str:
-        """ "catches 1.2%", relative to max |exact| or the named scale; absolute without one."""
-        if self.scale is None:
+        """ "catches 1.2% of 2.500" at the worst coordinate; absolute where a size is 0."""
+        if not math.isfinite(self.resolution):
             # significant digits: a tolerance of 0.002 must not read "±0.00"
             return f"catches ±{self.absolute_resolution():.2g} (no scale)"
-        return f"catches {100 * self.resolution:.2g}% of {_fmt(torch.tensor(self.scale), 3)}"
+        ratio = self.absolute_resolutions() / self.sizes()
+        worst = int(ratio.flatten().argmax())
+        pct = 100 * self.resolution
+        pct_text = f"{pct:.0f}" if pct >= 100 else f"{pct:.2g}"
+        text = f"catches {pct_text}% of {_fmt(self.sizes().flatten()[worst], 3)}"
+        return text + (f" (worst coordinate, {worst})" if ratio.numel() > 1 else "")
 
 
 def _scale(scale, reference: torch.Tensor) -> float | None:
@@ -238,18 +251,31 @@ def _finish(result: CheckResult, kind: str, verbose: bool) -> CheckResult:
         }
     )
     if not result.passed:
+        if _EXPECTED:  # inside expect_failure: the block's failed checks, for its verdict
+            _EXPECTED[-1].append(result)
         raise AssertionError(str(result))
     return result
 
 
+_EXPECTED: list[list[CheckResult]] = []
+"""One list per open expect_failure block: the checks that failed inside it."""
+
+
 def _with_resolution(result: CheckResult, scale) -> CheckResult:
-    """``result`` with its scale and relative resolution filled in."""
+    """``result`` with its named scale and its relative resolution filled in.
+
+    Each coordinate's resolution is relative to its own size, |exact_i|, floored by the
+    named ``scale``; the check's resolution is the worst coordinate's. A coordinate of size 0
+    (exact 0, no scale) has no relative resolution: the check's is then inf.
+    """
     from dataclasses import replace
 
-    scale = _scale(scale, result.exact)
-    if scale is None:
+    named = None if scale is None else _scale(scale, result.exact)
+    result = replace(result, scale=named)
+    sizes = result.sizes()
+    if not (sizes > 0).all():
         return result
-    return replace(result, scale=scale, resolution=result.absolute_resolution() / scale)
+    return replace(result, resolution=float((result.absolute_resolutions() / sizes).max()))
 
 
 def _fmt(t: torch.Tensor, digits: int = 4) -> str:
@@ -273,6 +299,7 @@ def check_close(
     rtol: float | None = None,
     atol: float | None = None,
     scale=None,
+    df: float | None = None,
     verbose: bool = True,
 ) -> CheckResult:
     """Compare ``estimate`` with ``exact``; print one line; raise AssertionError on failure.
@@ -293,8 +320,14 @@ def check_close(
             or :data:`DEFAULT_FALSE_ALARM` outside a chapter. It is charged to the budget.
         rtol, atol: without ``stderr``: the tolerance atol + rtol |exact| (at least one),
             finite numbers >= 0.
-        scale: the size the resolution is relative to, a number > 0; default max |exact|.
-            Name one when exact is 0 (e.g. the size of the gradient being compared).
+        scale: a number > 0, the size below which an error is judged against ``scale``
+            rather than against the coordinate's own |exact_i| (the resolution of coordinate
+            i is z · stderr_i / max(|exact_i|, scale)). Name one when an exact value is 0 or
+            small for a reason (e.g. the size of the gradient being compared).
+        df: with ``stderr``: the degrees of freedom of the standard error's estimate; the
+            limit is then Student's t quantile, not the normal one (for a standard error
+            estimated from few samples, where the normal limit would fail more often than
+            ``false_alarm``). Default None: the normal quantile (N large).
         verbose: print the line (True, the default, as in the book) or not (False).
 
     Returns:
@@ -333,12 +366,18 @@ def check_close(
                 f"stderr must broadcast to the shape of estimate {tuple(est.shape)}, "
                 f"got shape {tuple(se.shape)}"
             ) from err
-        z = critical_z(false_alarm, est.numel())
+        z = (
+            critical_z(false_alarm, est.numel())
+            if df is None
+            else _t_quantile(false_alarm, est.numel(), df)
+        )
         ledger.spend(false_alarm, label)
         # 0/0 (an exact estimate with zero stderr) is zero standard errors away.
         distance = torch.where(gap == 0, torch.zeros_like(gap), gap / se)
         limit = torch.full_like(gap, z)
     else:
+        if df is not None:
+            raise ValueError(f"df applies to a statistical check (with stderr), got df={df}")
         if rtol is None and atol is None:
             raise ValueError(
                 "a check needs stderr (for a random estimate) or rtol/atol (for a "
@@ -360,6 +399,21 @@ def check_close(
         false_alarm=None if se is None else false_alarm,
     )
     return _finish(_with_resolution(result, scale), "close" if se is not None else "exact", verbose)
+
+
+def _t_quantile(false_alarm: float, num_comparisons: int, df) -> float:
+    """Two-sided Student t quantile at false_alarm / num_comparisons, df degrees of freedom."""
+    from scipy.stats import t  # scipy comes with scikit-learn, a dependency
+
+    if is_boolean(df) or not isinstance(df, numbers.Real):
+        raise TypeError(f"df must be a number >= 1, got {describe(df)}")
+    try:
+        number, shown = float(df), df
+    except OverflowError:  # an integer too large for a float: 10**400
+        number, shown = math.inf, describe(df)
+    if not (math.isfinite(number) and number >= 1):
+        raise ValueError(f"df must be a finite number >= 1, got {shown}")
+    return float(t.isf(false_alarm / (2 * num_comparisons), number))
 
 
 def _tolerance(name: str, value) -> float:
@@ -457,6 +511,13 @@ class BoundCheckResult(CheckResult):
         super().__post_init__()
         check_bool("strict", self.strict)
 
+    def sizes(self) -> torch.Tensor:
+        """For :func:`check_exceeds`, the margin |estimate - bound| of each coordinate: the
+        gap the check claims to resolve; otherwise as for :class:`CheckResult`."""
+        if self.strict:
+            return (self.estimate - self.exact).abs()
+        return super().sizes()
+
     def __str__(self) -> str:
         mark = "✓" if self.passed else "✗ FAILED"
         many = "min " if self.distance.numel() > 1 else ""
@@ -538,7 +599,7 @@ def check_at_least(
             the two, which must hold at least one value.
         false_alarm: the one-sided false-alarm rate, in (0, 0.5); default as in
             :func:`check_close`.
-        scale: the size the resolution is relative to; default max |bound|.
+        scale: a floor under each coordinate's size |bound_i|, as in :func:`check_close`.
         verbose: print the line (True) or not (False).
 
     Returns:
@@ -571,7 +632,6 @@ def check_exceeds(
     *,
     stderr,
     false_alarm: float | None = None,
-    scale=None,
     verbose: bool = True,
 ) -> CheckResult:
     """One-sided check that ``estimate`` is resolved *above* ``bound``: the inequality has power.
@@ -582,18 +642,22 @@ def check_exceeds(
     or a variance that did not drop, fails. If the gap is truly 0 the check fails with
     probability at least 1 - false_alarm, so it cannot pass by chance.
 
+    Its resolution is z · stderr relative to the margin estimate - bound itself (worst
+    coordinate), so the audit's 10% asks for a margin of at least 10 z standard errors: a
+    correct inequality then fails by chance with probability about Φ(-9z), negligible. (A
+    true gap of only a few standard errors would fail often; ``false_alarm`` bounds the
+    chance of passing when there is no gap, not that.)
+
     Args:
         label: what is being checked, a non-empty string, e.g. ``"E[L_50 - L_1] > 0"``.
         estimate, bound, stderr, false_alarm, verbose: as in :func:`check_at_least`.
-        scale: the size the resolution is relative to; default max |bound|, or the gap
-            max |estimate - bound| when the bound is 0.
 
     Returns:
         The :class:`BoundCheckResult` (``strict``), when the check passes.
     """
     verbose = check_bool("verbose", verbose)
     label, est, ref, se, z, false_alarm = _one_sided(
-        label, estimate, bound, stderr, false_alarm, scale
+        label, estimate, bound, stderr, false_alarm, None
     )
     margin = est - ref
     distance = torch.where(margin == 0, torch.zeros_like(margin), margin / se)
@@ -609,9 +673,7 @@ def check_exceeds(
         false_alarm=false_alarm,
         strict=True,
     )
-    if scale is None and not (ref != 0).any():
-        scale = float(margin.abs().max()) or None
-    return _finish(_with_resolution(result, scale), "exceeds", verbose)
+    return _finish(_with_resolution(result, None), "exceeds", verbose)
 
 
 def check_agree(
@@ -631,7 +693,9 @@ def check_agree(
     independent run of the reference estimator) concentrates the signal: with a_r = g_r · u
     and b_r = h_r · u, the check is check_close(mean a - mean b, 0, stderr
     sqrt(s_a²/R_a + s_b²/R_b)) with scale |mean b|, the size of the reference along u. A
-    counterfeit with mean 0 is then |mean b| away, caught when the resolution is below 1.
+    counterfeit with mean 0 is then |mean b| away, caught when the resolution is below 1
+    (random signs also inflate its standard error). The limit is Student's t quantile with
+    Welch's degrees of freedom: R draws are usually few.
     u must not depend on ``samples`` or ``reference``, or the projection is biased.
 
     Args:
@@ -661,7 +725,18 @@ def check_agree(
     u = u / size  # first to the largest coordinate: the norm of huge values would overflow
     u = u / u.norm()
     pa, pb = summarize(a.double() @ u), summarize(b.double() @ u)
-    stderr = (pa.stderr**2 + pb.stderr**2).sqrt()
+    va, vb = pa.stderr**2, pb.stderr**2
+    stderr = (va + vb).sqrt()
+    # Welch-Satterthwaite: the standard error comes from R_a + R_b draws, few enough that
+    # Student's t, not the normal, gives the limit its false-alarm rate. Written with the
+    # shares of the variance, so that squares of huge or tiny variances neither overflow nor
+    # underflow (0/0); with no variance at all (constant projections) the gap is exact and
+    # the quantile does not matter: the normal one.
+    total = va + vb
+    df = None
+    if total > 0:
+        wa, wb = va / total, vb / total
+        df = max(float(1 / (wa**2 / (a.shape[0] - 1) + wb**2 / (b.shape[0] - 1))), 1.0)
     scale = float(pb.mean.abs())
     if scale == 0:
         raise ValueError("the reference has mean exactly 0 along direction: choose another")
@@ -672,6 +747,7 @@ def check_agree(
         stderr=stderr,
         false_alarm=false_alarm,
         scale=scale,
+        df=df,
         verbose=verbose,
     )
 
@@ -684,11 +760,14 @@ def expect_failure(what: str):
         with expect_failure("the counterfeit (random signs) is caught"):
             check_agree("counterfeit and pathwise agree", counterfeit, pathwise, direction=u)
 
-    The block must raise AssertionError (a failed check); then the line prints and the
-    failure is swallowed: ``✓ caught, as it must be: <what>``. If the block completes, the
-    check had no power against the error it was shown, and ``expect_failure`` raises
-    AssertionError. Checks inside are not charged to the chapter's budget, and their audit
-    lines are marked as expected failures (:func:`companion.ledger.expected_failures`).
+    The block must fail a check of this module, by at least twice its limit (a near miss
+    could pass under another seed); then the line prints and the failure is swallowed:
+    ``✓ caught, as it must be: <what>``. If the block completes, the check had no power
+    against the error it was shown, and ``expect_failure`` raises AssertionError; so it does
+    when the failure is barely past the limit, and a bare ``assert`` (not a check) that
+    fails inside is raised as it is. Checks inside are not charged to the chapter's budget,
+    and their audit lines are marked as expected failures
+    (:func:`companion.ledger.expected_failures`).
 
     Args:
         what: what must be caught, a non-empty string.
@@ -696,14 +775,42 @@ def expect_failure(what: str):
     return _expect_failure(_check_label(what))  # the label is checked now, not at entry
 
 
+def _times_limit(result: CheckResult) -> float:
+    """How far past its limit a failed check is, worst coordinate: max distance_i / limit_i.
+
+    A coordinate at distance 0 counts 0, not 0/0 (a deterministic check's limit is 0 where
+    atol = 0 and exact_i = 0): a NaN would hide a near miss in another coordinate.
+    """
+    d = result.distance
+    return float(torch.where(d == 0, torch.zeros_like(d), d / result.limit).max())
+
+
 @contextmanager
 def _expect_failure(what: str):
-    with ledger.expected_failures():
-        try:
-            yield
-        except AssertionError:
-            print(f"✓ caught, as it must be: {what}")
-            return
+    _EXPECTED.append([])
+    try:
+        with ledger.expected_failures():
+            try:
+                yield
+            except AssertionError:
+                failed = _EXPECTED[-1]
+                if not failed:  # a bare assert, not a check: not what this block is for
+                    raise
+                # Caught with a margin: at least twice the limit, so that under another seed
+                # the error would not slip through (a near miss is not a demonstration).
+                weak = [
+                    r for r in failed if not getattr(r, "strict", False) and _times_limit(r) < 2
+                ]
+                if weak:
+                    raise AssertionError(
+                        f"✗ FAILED {what}: caught only barely ({weak[0].label!r} at "
+                        f"{_times_limit(weak[0]):.2f} times its "
+                        "limit, less than 2): under another seed it could pass"
+                    ) from None
+                print(f"✓ caught, as it must be: {what}")
+                return
+    finally:
+        _EXPECTED.pop()
     raise AssertionError(f"✗ FAILED {what}: the check inside passed, so it cannot tell")
 
 

@@ -1052,6 +1052,16 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 ],
                 "false_alarm": rate_bads(),
                 "scale": scale_bads(),
+                # degrees of freedom of the standard error (Student's t): a finite number >= 1
+                "df": real_bads(
+                    positive=True,
+                    none=False,  # None: the normal quantile
+                    extra=[
+                        Bad("0.5, below 1", 0.5),
+                        Bad("10**400, too large for a float", 10**400),
+                        Bad('"3"', "3"),
+                    ],
+                ),
                 "verbose": flag_bads(),
             },
         )
@@ -1077,7 +1087,12 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "verbose": False,
             },
             ("label", "estimate", "exact"),
-            {"rtol": tolerance_bads, "atol": tolerance_bads},
+            {
+                "rtol": tolerance_bads,
+                "atol": tolerance_bads,
+                # df belongs to a statistical check: with rtol/atol it is refused, not ignored
+                "df": [Bad("4.0, without stderr", 4.0), Bad("1, without stderr", 1)],
+            },
         )
     )
     T.append(
@@ -1105,6 +1120,16 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
         )
     )
     for func in (C.check_at_least, C.check_exceeds):  # valid: 5 se above the bound
+        bads = {
+            "label": label_bads(),
+            "estimate": check_tensor_bads[:-1],
+            "bound": check_tensor_bads[:-1],
+            "stderr": [*check_tensor_bads[:-1], Bad("-0.1", -0.1)],
+            "false_alarm": rate_bads(extra=[Bad("0.5, for a one-sided check", 0.5)]),
+            "verbose": flag_bads(),
+        }
+        if func is C.check_at_least:  # check_exceeds has no scale: it is the margin itself
+            bads["scale"] = scale_bads()
         T.append(
             Target(
                 func.__name__,
@@ -1118,15 +1143,7 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                     "verbose": False,
                 },
                 ("label", "estimate", "bound"),
-                {
-                    "label": label_bads(),
-                    "estimate": check_tensor_bads[:-1],
-                    "bound": check_tensor_bads[:-1],
-                    "stderr": [*check_tensor_bads[:-1], Bad("-0.1", -0.1)],
-                    "false_alarm": rate_bads(extra=[Bad("0.5, for a one-sided check", 0.5)]),
-                    "scale": scale_bads(),
-                    "verbose": flag_bads(),
-                },
+                bads,
             )
         )
     draws = [[1.0, 2.0], [2.0, 1.0], [1.5, 1.5]]  # mean projection 1.5 sqrt(5) / 5 along u
@@ -1258,7 +1275,12 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 },
             )
         )
-    for method in ("absolute_resolution", "resolution_text"):  # no parameters
+    for method in (  # no parameters
+        "absolute_resolutions",
+        "absolute_resolution",
+        "sizes",
+        "resolution_text",
+    ):
         T.append(
             Target(
                 f"CheckResult.{method}",
@@ -1266,6 +1288,13 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 lambda: {"self": C.CheckResult(**check_result())},
             )
         )
+    T.append(  # a strict result's sizes are its margins
+        Target(
+            "BoundCheckResult.sizes",
+            "sizes",
+            lambda: {"self": C.BoundCheckResult(**check_result(), strict=True)},
+        )
+    )
 
     # ------------------------------------------------------------ ledger
     chapter_bads = [*label_bads(), Bad('""', ""), Bad('"  "', "  ")]

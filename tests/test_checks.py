@@ -385,28 +385,92 @@ def test_check_at_least_refuses_everything_malformed(kwargs, error, match):
 # ---------------------------------------------------------------- resolution
 
 
-def test_statistical_resolution_is_z_stderr_of_the_worst_coordinate_over_max_abs_exact():
-    z = critical_z(0.01, 2)  # Bonferroni over the 2 coordinates
+def test_statistical_resolution_is_per_coordinate_and_the_worst_one_is_reported():
+    """Coordinate i is judged against its own |exact_i|: z·0.1 / 1 and z·0.2 / 4.
+
+    z = 2.807 (Bonferroni over 2 coordinates at 0.01): 28% of 1 and 14% of 4. The worst is
+    coordinate 0, although its absolute resolution (0.28) is the smaller one (0.56).
+    """
+    z = critical_z(0.01, 2)
+    assert z == pytest.approx(2.807034, abs=1e-6)
     result = check_close(
         "two", [1.0, -4.1], [1.0, -4.0], stderr=[0.1, 0.2], false_alarm=0.01, verbose=False
     )
     assert result.false_alarm == 0.01
-    assert result.scale == 4.0  # max |exact|
-    assert result.absolute_resolution() == pytest.approx(z * 0.2, rel=1e-12)  # worst coordinate
-    assert result.resolution == pytest.approx(z * 0.2 / 4.0, rel=1e-12)
-    assert result.resolution_text() == f"catches {100 * z * 0.2 / 4.0:.2g}% of 4.000"
+    assert result.scale is None  # none named
+    assert torch.equal(result.sizes(), torch.tensor([1.0, 4.0], dtype=torch.float64))
+    assert result.absolute_resolutions().tolist() == pytest.approx([z * 0.1, z * 0.2], rel=1e-12)
+    assert result.absolute_resolution() == pytest.approx(z * 0.2, rel=1e-12)  # worst, absolute
+    assert result.resolution == pytest.approx(z * 0.1 / 1.0, rel=1e-12)  # worst, relative
+    assert result.resolution_text() == "catches 28% of 1.000 (worst coordinate, 0)"
 
 
-def test_deterministic_resolution_is_the_tolerance_over_max_abs_exact(capsys):
+def test_a_vector_with_one_small_coordinate_is_reported_by_that_coordinate(capsys):
+    """Three claims in one vector, exact (10, 10, 0.5), stderr 0.1 each, z = 3.588 (1e-3,
+    Bonferroni over 3): the first two are resolved to z·0.1 / 10 = 3.6%, the third only to
+    z·0.1 / 0.5 = 72%. The check's resolution is the third's, not the 3.6% that a size of
+    max |exact| = 10 would claim for the whole vector."""
+    z = critical_z(1e-3, 3)
+    assert z == pytest.approx(3.587915, abs=1e-6)
+    result = check_close("three claims", [10.0, 10.0, 0.5], [10.0, 10.0, 0.5], stderr=0.1)
+    assert result.resolution == pytest.approx(z * 0.1 / 0.5, rel=1e-12)  # 0.7176
+    assert capsys.readouterr().out.strip() == (
+        "✓ three claims: [10.0000, 10.0000, 0.5000] ± [0.1000, 0.1000, 0.1000] | "
+        "exact [10.0000, 10.0000, 0.5000] | max 0.00 se (limit 3.59 se) | "
+        "catches 72% of 0.500 (worst coordinate, 2)"
+    )
+    # the named scale floors each coordinate's size: max(|exact_i|, 5) = (10, 10, 5)
+    result = check_close("floored", [10.0, 10.0, 0.5], [10.0, 10.0, 0.5], stderr=0.1, scale=5)
+    assert result.scale == 5.0
+    assert result.sizes().tolist() == [10.0, 10.0, 5.0]
+    assert result.resolution == pytest.approx(z * 0.1 / 5.0, rel=1e-12)  # 0.0718
+    assert result.resolution_text() == "catches 7.2% of 5.000 (worst coordinate, 2)"
+    # a scale below every |exact_i| changes nothing: a floor, not a replacement
+    low = check_close("low floor", [10.0, 0.5], [10.0, 0.5], stderr=0.1, scale=0.1)
+    assert low.sizes().tolist() == [10.0, 0.5]
+    assert low.resolution == pytest.approx(critical_z(1e-3, 2) * 0.1 / 0.5, rel=1e-12)
+
+
+def test_a_zero_coordinate_without_a_scale_makes_the_resolution_infinite(capsys):
+    """exact (2, 0): coordinate 1 has no size to be judged against, so the check has no
+    relative resolution, even though coordinate 0 alone would be resolved to 3.5%."""
+    z = critical_z(1e-3, 2)  # 3.481
+    assert z == pytest.approx(3.480756, abs=1e-6)
+    result = check_close("with a zero", [2.0, 0.0], [2.0, 0.0], stderr=[0.02, 0.1])
+    assert result.scale is None and result.resolution == math.inf
+    assert result.sizes().tolist() == [2.0, 0.0]
+    assert result.absolute_resolution() == pytest.approx(z * 0.1, rel=1e-12)  # 0.348
+    assert capsys.readouterr().out.strip() == (
+        "✓ with a zero: [2.0000, 0.0000] ± [0.0200, 0.1000] | exact [2.0000, 0.0000] | "
+        "max 0.00 se (limit 3.48 se) | catches ±0.35 (no scale)"
+    )
+    # a named scale gives it one: max(0, 1) = 1, and z·0.1 / 1 = 35% is then the worst
+    named = check_close("with a zero", [2.0, 0.0], [2.0, 0.0], stderr=[0.02, 0.1], scale=1.0)
+    assert named.resolution == pytest.approx(z * 0.1, rel=1e-12)
+    assert named.resolution_text() == "catches 35% of 1.000 (worst coordinate, 1)"
+    # a deterministic vector identity with a zero entry: the same, tolerance over size
+    result = check_close("identity", [0.0, 3.0], [0.0, 3.0], rtol=1e-6, atol=1e-9, verbose=False)
+    assert result.resolution == math.inf and result.resolution_text() == (
+        "catches ±3e-06 (no scale)"
+    )
+    result = check_close(
+        "identity", [0.0, 3.0], [0.0, 3.0], rtol=1e-6, atol=1e-9, scale=3.0, verbose=False
+    )
+    assert result.resolution == pytest.approx((1e-9 + 3e-6) / 3.0, rel=1e-12)
+
+
+def test_deterministic_resolution_is_the_tolerance_over_each_coordinates_size(capsys):
     result = check_close("det", [1.0, 2.0], [1.0, 2.0], rtol=0.01, atol=0.002)
-    # tolerance atol + rtol |exact| = 0.012 and 0.022; the worst, 0.022, is 1.1% of 2
+    # tolerance atol + rtol |exact_i| = 0.012 and 0.022, over |exact_i| = 1 and 2: 1.2% and
+    # 1.1%; the worst coordinate is 0 although its tolerance is the smaller
     assert result.false_alarm is None and result.stderr is None
+    assert result.absolute_resolutions().tolist() == pytest.approx([0.012, 0.022], rel=1e-12)
     assert result.absolute_resolution() == pytest.approx(0.022, rel=1e-12)
-    assert result.scale == 2.0
-    assert result.resolution == pytest.approx(0.011, rel=1e-12)
+    assert result.scale is None
+    assert result.resolution == pytest.approx(0.012, rel=1e-12)
     assert capsys.readouterr().out.strip() == (
         "✓ det: [1.0000, 2.0000] | exact [1.0000, 2.0000] | max |Δ| 0.00 (tolerance 0.02) | "
-        "catches 1.1% of 2.000"
+        "catches 1.2% of 1.000 (worst coordinate, 0)"
     )
 
 
@@ -418,9 +482,13 @@ def test_a_named_scale_replaces_max_abs_exact(capsys):
         "✓ E[score] = 0: 0.0100 ± 0.0100 | exact 0.0000 | 1.00 se (limit 1.96 se) | "
         "catches 0.98% of 2.000"
     )
-    # a named scale wins over max |exact| too; deterministic: tolerance / scale
+    # a named scale above |exact| wins; deterministic: tolerance / max(|exact|, scale)
     result = check_close("det", 3.0, 3.0, atol=0.5, scale=10, verbose=False)
     assert result.scale == 10.0 and result.resolution == pytest.approx(0.05, rel=1e-12)
+    # below |exact| it is only a floor: 0.5 / 3
+    result = check_close("det", 3.0, 3.0, atol=0.5, scale=1, verbose=False)
+    assert result.scale == 1.0 and result.resolution == pytest.approx(0.5 / 3.0, rel=1e-12)
+    assert result.resolution_text() == "catches 17% of 3.000"
 
 
 def test_without_a_scale_the_resolution_is_infinite_and_absolute_on_the_line(capsys):
@@ -448,10 +516,81 @@ def test_check_mc_and_check_at_least_take_a_scale():
 
     z1 = critical_z(2 * 0.05)  # one-sided at 0.05
     result = check_at_least("a", 1.0, -2.0, stderr=0.1, false_alarm=0.05, verbose=False)
-    assert result.scale == 2.0  # max |bound|
+    assert result.scale is None and float(result.sizes()) == 2.0  # |bound|
     assert result.resolution == pytest.approx(z1 * 0.1 / 2.0, rel=1e-12)
     result = check_at_least("a", 1.0, 0.0, stderr=0.1, scale=0.5, verbose=False)
+    assert result.scale == 0.5 and float(result.sizes()) == 0.5  # max(0, 0.5)
     assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1 / 0.5, rel=1e-12)
+    # per coordinate, as check_close: bounds (-2, 0.5) with scale 1 give sizes (2, 1)
+    result = check_at_least(
+        "a", [1.0, 1.0], [-2.0, 0.5], stderr=[0.4, 0.1], scale=1.0, verbose=False
+    )
+    z2 = critical_z(2e-3, 2)
+    assert result.sizes().tolist() == [2.0, 1.0]
+    assert result.resolution == pytest.approx(z2 * 0.4 / 2.0, rel=1e-12)  # 0.2 z2 > 0.1 z2
+    assert result.resolution_text() == "catches 66% of 2.000 (worst coordinate, 0)"
+
+
+# ---------------------------------------------------------------- degrees of freedom
+
+
+def test_check_close_with_df_uses_students_t_quantile():
+    """df = 1 and df = 2 have closed forms: the Cauchy quantile 1 / tan(π q), and
+    (1 - 2q) / sqrt(2 q (1 - q)) for two degrees of freedom; q = false_alarm / (2 m)."""
+    import numpy as np
+
+    r = check_close("t, df 1", 1.0, 1.0, stderr=0.1, false_alarm=0.05, df=1, verbose=False)
+    assert float(r.limit) == pytest.approx(1 / math.tan(math.pi * 0.025), rel=1e-10)  # 12.71
+    # Bonferroni over 2 coordinates: q = 0.05 / 4 = 0.0125, t = 0.975 / sqrt(0.0246875) = 6.205
+    t2 = 0.975 / math.sqrt(2 * 0.0125 * 0.9875)
+    r = check_close(
+        "t, df 2", [1.0, 2.0], [1.0, 2.0], stderr=0.1, false_alarm=0.05, df=2, verbose=False
+    )
+    assert t2 == pytest.approx(6.205347, abs=1e-6)
+    assert r.limit.tolist() == pytest.approx([t2, t2], rel=1e-10)
+    assert r.resolution == pytest.approx(t2 * 0.1 / 1.0, rel=1e-10)  # coordinate 0 is worst
+    # 2.5 se: fails the normal limit 1.96, passes Student's 4.303 = 0.95 / sqrt(0.04875)
+    with pytest.raises(AssertionError, match=r"2\.50 se \(limit 1\.96 se\)"):
+        check_close("normal", 1.25, 1.0, stderr=0.1, false_alarm=0.05, verbose=False)
+    r = check_close("t", 1.25, 1.0, stderr=0.1, false_alarm=0.05, df=np.float64(2.0))
+    assert float(r.limit) == pytest.approx(0.95 / math.sqrt(2 * 0.025 * 0.975), rel=1e-10)
+    # many degrees of freedom: the normal quantile
+    r = check_close("t, df 1e12", 1.0, 1.0, stderr=0.1, false_alarm=0.05, df=1e12, verbose=False)
+    assert float(r.limit) == pytest.approx(critical_z(0.05), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "df, error, match",
+    [
+        (True, TypeError, "df must be a number >= 1, got bool"),
+        ("3", TypeError, "df must be a number >= 1, got str"),
+        (torch.tensor(3.0), TypeError, "df must be a number"),
+        (0.5, ValueError, "df must be a finite number >= 1, got 0.5"),
+        (0, ValueError, "df must be a finite number >= 1, got 0"),
+        (-3.0, ValueError, "df must be a finite number >= 1"),
+        (NAN, ValueError, "df must be a finite number >= 1, got nan"),
+        (INF, ValueError, "df must be a finite number >= 1, got inf"),
+        (10**400, ValueError, "df must be a finite number >= 1, got int 1000"),
+    ],
+)
+def test_check_close_refuses_a_malformed_df_before_charging_the_budget(capsys, df, error, match):
+    from companion.ledger import end_chapter, start_chapter
+
+    budget = start_chapter("ch", max_checks=1)
+    try:
+        with pytest.raises(error, match=match):
+            check_close("mean", 1.0, 1.0, stderr=0.1, df=df)
+        assert budget.count == 0 and budget.spent == 0.0
+    finally:
+        end_chapter()
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("df", [3, 3.0, "3", True])
+def test_df_belongs_to_a_statistical_check(df):
+    """Without stderr, df is refused (not ignored), whatever its value."""
+    with pytest.raises(ValueError, match="df applies to a statistical check"):
+        check_close("exact", 1.0, 1.0, rtol=0.1, df=df, verbose=False)
 
 
 # ---------------------------------------------------------------- check_exceeds
@@ -460,15 +599,17 @@ def test_check_mc_and_check_at_least_take_a_scale():
 def test_check_exceeds_passes_when_the_gap_is_resolved(capsys):
     from companion.checks import BoundCheckResult, check_exceeds
 
-    result = check_exceeds("L50 > L1", 1.0, 0.5, stderr=0.1)  # 5 se above; needs 3.09
+    result = check_exceeds("L50 > L1", 1.0, 0.4, stderr=0.1)  # 6 se above; needs 3.09
     assert isinstance(result, BoundCheckResult) and result.strict and result.passed
-    assert float(result.distance) == pytest.approx(5.0)
+    assert float(result.distance) == pytest.approx(6.0)
     assert float(result.limit) == pytest.approx(critical_z(2e-3))
-    assert result.scale == 0.5  # max |bound|
-    assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1 / 0.5, rel=1e-12)
+    # relative to the margin 1.0 - 0.4 = 0.6, not to the bound: 3.09 x 0.1 / 0.6 = 52%
+    assert result.scale is None
+    assert float(result.sizes()) == pytest.approx(0.6, rel=1e-12)
+    assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1 / 0.6, rel=1e-12)
     assert capsys.readouterr().out.strip() == (
-        "✓ L50 > L1: 1.0000 ± 0.1000 | above 0.5000 | 5.00 se above (needs 3.09 se) | "
-        "catches 62% of 0.500"
+        "✓ L50 > L1: 1.0000 ± 0.1000 | above 0.4000 | 6.00 se above (needs 3.09 se) | "
+        "catches 52% of 0.600"
     )
 
 
@@ -483,7 +624,7 @@ def test_check_exceeds_fails_when_the_gap_is_within_z_stderr(capsys):
         == printed
         == (
             "✗ FAILED L5 > L1: 0.8000 ± 0.1000 | above 0.5000 | 3.00 se above (needs 3.09 se) | "
-            "catches 62% of 0.500"
+            "catches 103% of 0.300"  # 3.09 se over a margin of 3.00 se
         )
     )
     # a bound that never tightens: no gap at all, or below, or exactly equal with no noise
@@ -494,15 +635,38 @@ def test_check_exceeds_fails_when_the_gap_is_within_z_stderr(capsys):
     assert check_exceeds("exact gap", 0.6, 0.5, stderr=0.0, verbose=False).passed
 
 
-def test_check_exceeds_scale_and_coordinates():
+def test_check_exceeds_resolution_is_relative_to_the_margin_of_each_coordinate():
+    """z·se over the margin estimate - bound, per coordinate; the audit's 10% then asks for
+    a margin of 10 z standard errors. It has no scale= to name."""
     from companion.checks import check_exceeds
 
-    # bound 0: the scale is the gap itself
+    z1 = critical_z(2e-3)
+    # a bound far from 0 does not make a small margin look resolved: 101 vs 100, se 0.1
+    result = check_exceeds("gap", 101.0, 100.0, stderr=0.1, verbose=False)
+    assert result.scale is None and float(result.sizes()) == pytest.approx(1.0)
+    assert result.resolution == pytest.approx(z1 * 0.1 / 1.0, rel=1e-12)  # 31%, not 0.31%
+    # a margin of exactly 10 z se is resolved to exactly 10%
+    result = check_exceeds("10 z se", 10 * z1 * 0.1, 0.0, stderr=0.1, verbose=False)
+    assert result.resolution == pytest.approx(0.1, rel=1e-12)
+    assert result.resolution_text() == f"catches 10% of {10 * z1 * 0.1:.3f}"
+    # per coordinate: margins (2, 0.5), se (0.1, 0.05): 0.05 z2 and 0.1 z2; the second is worst
+    z2 = critical_z(2e-3, 2)
+    result = check_exceeds("two", [2.0, 1.0], [0.0, 0.5], stderr=[0.1, 0.05], verbose=False)
+    assert result.sizes().tolist() == [2.0, 0.5]
+    assert result.absolute_resolutions().tolist() == pytest.approx([z2 * 0.1, z2 * 0.05])
+    assert result.resolution == pytest.approx(z2 * 0.1, rel=1e-12)
+    assert result.resolution_text() == "catches 33% of 0.500 (worst coordinate, 1)"
+    with pytest.raises(TypeError, match="scale"):
+        check_exceeds("gap", 1.0, 0.0, stderr=0.1, scale=4.0, verbose=False)
+
+
+def test_check_exceeds_coordinates():
+    from companion.checks import check_exceeds
+
+    # bound 0: the margin is the gap itself
     result = check_exceeds("gap > 0", 1.0, 0.0, stderr=0.1, verbose=False)
-    assert result.scale == 1.0
+    assert result.scale is None and float(result.sizes()) == 1.0
     assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1, rel=1e-12)
-    result = check_exceeds("gap > 0", 1.0, 0.0, stderr=0.1, scale=4.0, verbose=False)
-    assert result.resolution == pytest.approx(critical_z(2e-3) * 0.1 / 4.0, rel=1e-12)
     # every coordinate must be resolved, at the Bonferroni z; the line shows the smallest
     z2 = critical_z(2e-3, 2)
     result = check_exceeds("both", [1.0, z2 * 0.1 + 1e-6], 0.0, stderr=0.1, verbose=False)
@@ -519,12 +683,19 @@ def test_check_agree_compares_mean_projections_exactly():
 
     mean a = 14/3, s_a² = 13/3 (se² 13/9); mean b = 7, s_b² = 2/3 (se² 1/6); the gap
     -7/3 over sqrt(13/9 + 1/6) = sqrt(29/18) is 1.838 se; the scale is |mean b| = 7.
+    Welch's degrees of freedom: (29/18)² / ((13/9)²/2 + (1/6)²/3) = (841/324) / (341/324)
+    = 841/341 = 2.466, and the limit is Student's t quantile there, not the normal one.
     """
+    from scipy.stats import t
+
     from companion.checks import check_agree
 
     samples = [[5.0, 0.0], [0.0, 5.0], [5.0, 5.0]]
     reference = [[5.0, 5.0], [10.0, 0.0], [0.0, 10.0], [5.0, 5.0]]
     se = math.sqrt(29 / 18)
+    df = 841 / 341
+    limit = t.isf(0.05 / 2, df)  # 3.610, where the normal quantile is 1.960
+    assert limit == pytest.approx(3.609871, abs=1e-6)
     result = check_agree(
         "agree", samples, reference, direction=[3.0, 4.0], false_alarm=0.05, verbose=False
     )
@@ -532,13 +703,47 @@ def test_check_agree_compares_mean_projections_exactly():
     assert float(result.exact) == 0.0
     assert float(result.stderr) == pytest.approx(se, rel=1e-12)
     assert float(result.distance) == pytest.approx(7 / 3 / se, rel=1e-12)
+    assert float(result.limit) == pytest.approx(limit, rel=1e-10)
     assert result.scale == pytest.approx(7.0, rel=1e-12)
-    assert result.resolution == pytest.approx(critical_z(0.05) * se / 7.0, rel=1e-12)
-    # the direction's length does not matter; 1.84 se fails at 10% (1.64 se)
-    with pytest.raises(AssertionError, match=r"1\.84 se"):
+    assert result.resolution == pytest.approx(limit * se / 7.0, rel=1e-10)
+    # at 10% the normal limit, 1.64 se, would fail the 1.84 se gap; Student's, 2.58, passes
+    result = check_agree(
+        "agree", samples, reference, direction=[3.0, 4.0], false_alarm=0.1, verbose=False
+    )
+    assert float(result.limit) == pytest.approx(t.isf(0.05, df), rel=1e-10)
+    assert float(result.limit) == pytest.approx(2.576235, abs=1e-6)
+    # the direction's length does not matter; 1.84 se fails at 30% (t: 1.31 se)
+    with pytest.raises(AssertionError, match=r"1\.84 se \(limit 1\.31 se\)"):
         check_agree(
-            "agree", samples, reference, direction=[30.0, 40.0], false_alarm=0.1, verbose=False
+            "agree", samples, reference, direction=[30.0, 40.0], false_alarm=0.3, verbose=False
         )
+
+
+def test_check_agree_degrees_of_freedom_in_the_extreme_cases():
+    """Welch's df lies between min(R_a, R_b) - 1 and R_a + R_b - 2: with one side constant
+    it is the other side's R - 1; with equal variances and sizes it is 2R - 2. With both
+    sides constant the gap is exact, and huge or tiny draws do not overflow the formula."""
+    from scipy.stats import t
+
+    from companion.checks import check_agree
+
+    a = torch.tensor([[1.0], [3.0]], dtype=torch.float64)  # se² 1
+    b = torch.tensor([[2.0], [2.0], [2.0]], dtype=torch.float64)  # constant: se² 0
+    result = check_agree("one side constant", a, b, direction=[1.0], false_alarm=0.05)
+    # df = R_a - 1 = 1: Cauchy, whose quantile is 1 / tan(π q) = 12.706 at q = 0.025
+    assert float(result.limit) == pytest.approx(1 / math.tan(math.pi * 0.025), rel=1e-10)
+    c = torch.tensor([[1.0], [3.0], [1.0], [3.0]], dtype=torch.float64)
+    d = torch.tensor([[0.0], [2.0], [0.0], [2.0]], dtype=torch.float64)
+    result = check_agree("equal", c, d, direction=[1.0], false_alarm=0.05, verbose=False)
+    assert float(result.limit) == pytest.approx(t.isf(0.025, 6), rel=1e-10)  # 2R - 2 = 6
+    # both constant and equal: 0 se apart, passes (0/0 is no gap)
+    assert check_agree("constant", b, b, direction=[1.0], verbose=False).passed
+    with pytest.raises(AssertionError):  # both constant, different: infinitely many se apart
+        check_agree("constant", b + 1, b, direction=[1.0], verbose=False)
+    # squares of the variances would overflow (1e200²) or underflow (1e-200²): df stays 6
+    for size in (1e100, 1e-100):
+        result = check_agree("huge", c * size, d * size, direction=[1.0], verbose=False)
+        assert float(result.limit) == pytest.approx(t.isf(1e-3 / 2, 6), rel=1e-10)
 
 
 def test_check_agree_bad_input():
@@ -655,16 +860,21 @@ def test_every_check_kind_writes_one_json_line(monkeypatch, tmp_path):
     close, exact, mc, at_least, exceeds, agree = lines[:-1]
     assert close["resolution"] == pytest.approx(z * 0.1 / 2.0, rel=1e-12)
     assert close["absolute_resolution"] == pytest.approx(z * 0.1, rel=1e-12)
-    assert close["scale"] == 2.0 and close["false_alarm"] == 0.05 and close["coordinates"] == 1
+    assert close["scale"] is None  # none named: |exact| = 2 is the size
+    assert close["false_alarm"] == 0.05 and close["coordinates"] == 1
     assert exact["false_alarm"] is None and exact["coordinates"] == 2
     assert exact["absolute_resolution"] == pytest.approx(0.04, rel=1e-12)
-    assert exact["resolution"] == pytest.approx(0.01, rel=1e-12) and exact["scale"] == 4.0
+    # tolerance 0.01 |exact_i| over |exact_i|: 1% in each coordinate
+    assert exact["resolution"] == pytest.approx(0.01, rel=1e-12) and exact["scale"] is None
     se = torch.tensor([1.0, 2.0, 3.0, 4.0]).std().item() / 2
     assert mc["absolute_resolution"] == pytest.approx(z * se, rel=1e-6)
     assert at_least["resolution"] is None and at_least["scale"] is None  # bound 0: no scale
     assert at_least["absolute_resolution"] == pytest.approx(z1 * 0.1, rel=1e-12)
-    assert exceeds["resolution"] == pytest.approx(z1 * 0.1 / 0.5, rel=1e-12)
-    assert agree["scale"] == 2.0 and agree["resolution"] == pytest.approx(z * 1.0 / 2.0)
+    assert exceeds["resolution"] == pytest.approx(z1 * 0.1 / 0.5, rel=1e-12)  # margin 0.5
+    assert exceeds["scale"] is None
+    # agree: se² = 1 + 0, Welch df = R_a - 1 = 1 (Cauchy): t = 1 / tan(π 0.025) = 12.71
+    t1 = 1 / math.tan(math.pi * 0.025)
+    assert agree["scale"] == 2.0 and agree["resolution"] == pytest.approx(t1 * 1.0 / 2.0)
 
 
 def test_a_failing_check_writes_its_line_before_raising(monkeypatch, tmp_path):
@@ -721,6 +931,99 @@ def test_expect_failure_swallows_a_failed_check_and_refuses_a_passing_one(capsys
         check_close("right", 1.0, 1.0, rtol=0.01)
 
 
+def test_expect_failure_reraises_a_bare_assert(capsys):
+    """A failing bare ``assert`` is not a check that caught an error: it is raised as it is,
+    not swallowed as a demonstration (even after a check inside passed)."""
+    from companion.checks import expect_failure
+
+    def block():
+        check_close("right", 1.0, 1.0, rtol=0.01, verbose=False)
+        assert 1 + 1 == 3
+
+    with (
+        pytest.raises(AssertionError) as info,
+        expect_failure("a bare assert is not a check"),
+    ):
+        block()
+    assert "1 + 1" in str(info.value) and "FAILED" not in str(info.value)
+    mine = AssertionError("not a check")
+    with pytest.raises(AssertionError) as info, expect_failure("a raised AssertionError"):
+        raise mine
+    assert info.value is mine  # the very exception, not a message about it
+    assert "caught" not in capsys.readouterr().out
+
+
+def test_expect_failure_lets_every_other_exception_through(capsys):
+    """Only a failed check is swallowed. A ValueError (malformed input to a check) is raised;
+    so is any other exception, even after a check inside failed by far: the block's outcome
+    is that exception, not the check's failure (``except Exception`` instead of
+    ``except AssertionError`` would swallow it)."""
+    from companion import checks
+    from companion.checks import expect_failure
+
+    with (
+        pytest.raises(ValueError, match="estimate must be finite"),
+        expect_failure("malformed input is an error, not a catch"),
+    ):
+        check_close("nan", math.nan, 1.0, rtol=0.1)
+    with pytest.raises(ValueError, match="not an assertion"), expect_failure("a ValueError"):
+        raise ValueError("not an assertion")
+
+    def fail_then_raise(error):
+        try:
+            check_close("wrong by 100x", 2.0, 1.0, rtol=0.01, verbose=False)  # 100 x limit
+        except AssertionError as failed:
+            raise error("raised after the check failed") from failed
+
+    for error in (ValueError, RuntimeError, KeyError):
+        with (
+            pytest.raises(error, match="raised after the check failed"),
+            expect_failure("another exception after a failed check"),
+        ):
+            fail_then_raise(error)
+    assert "caught" not in capsys.readouterr().out
+    assert checks._EXPECTED == []  # every block closed its list of failed checks
+
+
+def test_expect_failure_refuses_a_check_caught_only_barely(capsys):
+    """The failed check must be at least twice past its limit: max distance_i / limit_i >= 2."""
+    from companion.checks import check_exceeds, expect_failure
+
+    # 5 se against a limit of 3.29 se: 1.52 times the limit
+    with (
+        pytest.raises(AssertionError) as info,
+        expect_failure("a near miss is not a demonstration"),
+    ):
+        check_close("near miss", 1.5, 1.0, stderr=0.1)
+    assert str(info.value) == (
+        "✗ FAILED a near miss is not a demonstration: caught only barely ('near miss' at "
+        "1.52 times its limit, less than 2): under another seed it could pass"
+    )
+    # deterministic: |Δ| 0.19 against atol 0.1 is 1.90 times; 0.21 is 2.10 times, caught
+    with (
+        pytest.raises(AssertionError, match=r"'near' at 1\.90 times its limit"),
+        expect_failure("1.9 times"),
+    ):
+        check_close("near", 1.19, 1.0, atol=0.1, verbose=False)
+    with expect_failure("2.1 times"):
+        check_close("far enough", 1.21, 1.0, atol=0.1, verbose=False)
+    # a vector: the worst coordinate counts; a coordinate with limit 0 and |Δ| 0 (exact 0,
+    # atol 0) is 0 times its limit, not 0/0, and does not hide the other's 1.5 times
+    with (
+        pytest.raises(AssertionError, match=r"'vector' at 1\.50 times its limit"),
+        expect_failure("1.5 times"),
+    ):
+        check_close("vector", [0.0, 1.15], [0.0, 1.0], rtol=0.1, verbose=False)
+    with expect_failure("3 times, in one of two coordinates"):
+        check_close("vector", [1.0, 1.3], [1.0, 1.0], rtol=0.1, verbose=False)
+    # a bound that never tightens (margin 0 se) is caught by check_exceeds: its distance is
+    # the margin, which must reach the limit, so no "twice" applies
+    with expect_failure("a bound that never tightens"):
+        check_exceeds("never tightens", 0.5, 0.5, stderr=0.1, verbose=False)
+    out = capsys.readouterr().out
+    assert out.count("✓ caught, as it must be") == 3 and "1.9 times" not in out
+
+
 def test_expected_failures_are_not_charged_and_are_marked_in_the_log(tmp_path, monkeypatch):
     from companion.checks import expect_failure
     from companion.ledger import end_chapter, start_chapter
@@ -729,8 +1032,8 @@ def test_expected_failures_are_not_charged_and_are_marked_in_the_log(tmp_path, m
     monkeypatch.setenv("COMPANION_CHECK_LOG", str(log))
     budget = start_chapter("ch", max_checks=1)
     try:
-        with expect_failure("a counterfeit"):
-            check_close("counterfeit", 5.0, 0.0, stderr=1.0, scale=1.0)
+        with expect_failure("a counterfeit"):  # 7 se: over twice the limit 3.29 se
+            check_close("counterfeit", 7.0, 0.0, stderr=1.0, scale=1.0)
         assert budget.count == 0 and budget.spent == 0.0
         check_close("the real check", 0.1, 0.0, stderr=1.0, scale=1.0)  # the budget's one check
         assert budget.count == 1
