@@ -345,6 +345,11 @@ def main(argv=None) -> int:
         if args.seeds < 1:
             parser.error(f"--seeds must be at least 1, got {args.seeds}")
         return run_seeds([p.resolve() for p in paths], args.seeds)
+    if args.checks_dir is not None and not args.only:
+        # A full run starts from an empty log directory: a stale log (a renamed chapter, a
+        # test's notebook) must not reach the audit.
+        for stale in args.checks_dir.glob("*.jsonl"):
+            stale.unlink()
     rows = execute_all(
         [p.resolve() for p in paths], None if args.no_cache else args.cache, args.checks_dir
     )

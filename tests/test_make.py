@@ -127,7 +127,15 @@ def _cached(cache_path, path):
 def test_bench_fails_loudly_on_an_error_and_caches_nothing(tmp_path, capfd):
     bad = _notebook(tmp_path / "bad.ipynb", "x = 1", "assert x == 2, 'x is not two'", "print(x)")
     cache_path = tmp_path / "cache"
-    options = ["--cache", str(cache_path), "--skip-engine", "--json", str(tmp_path / "b.json")]
+    options = [
+        "--cache",
+        str(cache_path),
+        "--skip-engine",
+        "--json",
+        str(tmp_path / "b.json"),
+        "--checks-dir",
+        str(tmp_path / "checks"),
+    ]
     code = chapters.main(["--notebooks", str(bad), *options])
     _, err = capfd.readouterr()
     assert code == 1
