@@ -772,7 +772,11 @@ def expect_failure(what: str):
     Args:
         what: what must be caught, a non-empty string.
     """
-    return _expect_failure(_check_label(what))  # the label is checked now, not at entry
+    if not isinstance(what, str):
+        raise TypeError(f"what must be a non-empty string, got {describe(what)}")
+    if not what.strip():
+        raise ValueError(f"what must be a non-empty string, got {what!r}")
+    return _expect_failure(what)  # checked now, not when the block is entered
 
 
 def _times_limit(result: CheckResult) -> float:
