@@ -77,6 +77,24 @@ def _make_dist(dist_fn, theta: torch.Tensor) -> torch.distributions.Distribution
     return dist
 
 
+def _copies_dist(dist_fn, copies: torch.Tensor) -> torch.distributions.Distribution:
+    """dist_fn on N identical copies of a θ that dist_fn has already accepted.
+
+    torch's argument validation is switched off for this one call (and restored): it would
+    check the same parameter N times, and for matrix parameters (a batch of N Cholesky
+    factors) that costs more than the estimate. The estimators call it only after
+    ``_check_dist_fn`` has built ``dist_fn(theta)`` with validation as the caller set it, and
+    only to draw from the distribution or to score its own draws, so nothing is left
+    unchecked. The switch is torch's process-wide default, restored in ``finally``.
+    """
+    previous = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        return _make_dist(dist_fn, copies)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(previous)
+
+
 def _check_dist_fn(dist_fn, theta: torch.Tensor, *, reparameterized: bool = False):
     """dist_fn(θ), after checking that dist_fn treats copies of θ separately.
 
@@ -197,15 +215,18 @@ def per_sample_gradients(fn, theta, num_samples) -> Estimate:
     check_callable("fn", fn)
     theta = _check_theta(theta)
     num_samples = check_positive_int("num_samples", num_samples, minimum=2)
-    return _rows(fn, theta, num_samples, what="fn(theta)")
+    return summarize(_rows(fn, theta, num_samples, what="fn(theta)"))
 
 
-def _rows(fn, theta: torch.Tensor, num_samples: int, *, what: str, probe: bool = True) -> Estimate:
-    """The engine of :func:`per_sample_gradients`; ``what`` names fn in error messages.
+def _rows(
+    fn, theta: torch.Tensor, num_samples: int, *, what: str, probe: bool = True
+) -> torch.Tensor:
+    """The engine of :func:`per_sample_gradients`: the rows ∂y_n/∂θ, shape ``(N, D)``.
 
-    ``probe=False`` skips the extra backward pass that checks that value n depends on copy n
-    only, for callers that have checked it another way, on three rows (:func:`pathwise`
-    tests f; both estimators test ``dist_fn`` in ``_check_dist_fn``).
+    ``what`` names fn in error messages. ``probe=False`` skips the extra backward pass that
+    checks that value n depends on copy n only, for callers that have checked it another way,
+    on three rows (:func:`pathwise` tests f; both estimators test ``dist_fn`` in
+    ``_check_dist_fn``).
     """
     check_allocation("num_samples", num_samples, num_samples * theta.numel() * theta.element_size())
     with torch.enable_grad():
@@ -234,7 +255,7 @@ def _rows(fn, theta: torch.Tensor, num_samples: int, *, what: str, probe: bool =
             f"in {theta.dtype} the draw may be at the edge of the support: try "
             "float64 theta"
         )
-    return summarize(grads)
+    return grads
 
 
 def _probe_rows(values: torch.Tensor, copies: torch.Tensor, what: str) -> None:
@@ -339,12 +360,12 @@ def score_function(f, dist_fn, theta, num_samples, *, baseline=None) -> Estimate
         values = evaluate_f(f, x, num_samples).to(theta.dtype)  # (N,)
     centred = centre(values, baseline, num_coordinates=theta.shape[0])  # (N,) or (N, D)
     scores = _rows(
-        lambda t: _flat_log_prob(_make_dist(dist_fn, t), x, num_samples),
+        lambda t: _flat_log_prob(_copies_dist(dist_fn, t), x, num_samples),
         theta,
         num_samples,
         what="log p(x; θ) of dist_fn(theta)",
         probe=False,
-    ).samples
+    )
     return summarize(centred[:, None] * scores if centred.dim() == 1 else centred * scores)
 
 
@@ -411,7 +432,7 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
     _check_size(num_samples, theta, dist)
 
     def values(copies):  # f(x(θ_n, ε_n)), one fresh draw per copy of θ
-        x = _make_dist(dist_fn, copies).rsample()  # (N, *batch_shape, *event_shape)
+        x = _copies_dist(dist_fn, copies).rsample()  # (N, *batch_shape, *event_shape)
         if not x.requires_grad:
             raise ValueError(
                 "dist_fn(theta).rsample() returned draws without a graph to "
@@ -428,7 +449,7 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
         _check_rowwise(f, x)
         return y.to(theta.dtype)
 
-    est = _rows(values, theta, num_samples, what="f", probe=False)
+    est = summarize(_rows(values, theta, num_samples, what="f", probe=False))
     if not est.samples.any():
         warnings.warn(
             "every per-sample pathwise gradient is exactly 0, so the estimate is 0 with "

@@ -818,3 +818,32 @@ def test_a_relaxed_categorical_whose_log_prob_and_rsample_share_a_graph():
         100,
     )
     assert est.samples.shape == (100, 3)
+
+
+@pytest.mark.parametrize("estimator", [score_function, pathwise])
+@pytest.mark.parametrize("default", [True, False])
+def test_validation_is_restored_and_still_refuses_a_bad_theta(estimator, default):
+    """The N-copy call skips torch's argument validation; the caller's default comes back,
+    after a success and after a failure, and a θ outside the constraints is still refused
+    (validated once, on θ itself)."""
+    normal = lambda t: torch.distributions.Normal(t[..., 0], t[..., 1])  # noqa: E731
+    previous = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(default)
+    try:
+        estimator(lambda x: x**2, normal, torch.tensor([0.0, 1.0]), 10)
+        assert torch.distributions.Distribution._validate_args is default
+
+        def fails_on_many_copies(t):  # accepted on θ and on the 3-row probe, then raises
+            if t.dim() > 1 and t.shape[0] > 3:
+                raise ValueError("no")
+            return normal(t)
+
+        with pytest.raises(ValueError, match="no"):
+            estimator(lambda x: x**2, fails_on_many_copies, torch.tensor([0.0, 1.0]), 10)
+        assert torch.distributions.Distribution._validate_args is default
+        if default:
+            with pytest.raises(ValueError, match="valid parameter"):
+                estimator(lambda x: x**2, normal, torch.tensor([0.0, -1.0]), 10)
+            assert torch.distributions.Distribution._validate_args is default
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(previous)
