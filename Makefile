@@ -24,7 +24,7 @@ help:
 	@echo "make pdf    the book as a PDF through LaTeX (needs a TeX installation)"
 	@echo "make bench  execute each chapter once: errors, time and memory against the budget"
 	@echo "make seeds  execute each chapter under K other seeds (K=20) and report every failure"
-	@echo "make lab    start JupyterLab on book/"
+	@echo "make lab    start JupyterLab on book/ (LAB_PORT=8888, LAB_BROWSER=no, LAB_ARGS=...)"
 	@echo "make clean  remove build outputs (keeps $(VENV))"
 
 install: $(STAMP)
@@ -99,8 +99,16 @@ test: $(STAMP)
 	$(BIN)/python scripts/check_cached_build.py $(BOOK_LOG) $(STUDENT_LOG)
 	$(BIN)/python -m pytest tests/site
 
+# JupyterLab on book/. LAB_PORT chooses the port, LAB_BROWSER=no starts it without opening a
+# browser (a container, a remote machine), LAB_ARGS passes anything else to jupyter lab. As
+# root (a container, a cloud VM) it adds --allow-root, which JupyterLab otherwise demands.
+LAB_PORT ?= 8888
+LAB_BROWSER ?= yes
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab book/
+	$(BIN)/jupyter lab book/ --port=$(LAB_PORT) \
+	  $(if $(filter no,$(LAB_BROWSER)),--no-browser) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache

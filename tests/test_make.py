@@ -2,9 +2,14 @@
 execution of each chapter (benchmarks/chapters.py) whose outputs the book build reuses."""
 
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import nbformat
 import pytest
@@ -215,3 +220,46 @@ def test_the_guard_reads_logs_and_names_the_problem(tmp_path, capsys):
     assert check_cached_build.main([str(log)]) == 1
     err = capsys.readouterr().err
     assert "the build did not take book/" in err and "benchmarks/chapters.py" in err
+
+
+@needs_make
+def test_make_lab_starts_a_server_as_any_user_without_a_browser(tmp_path):
+    """make lab on a chosen port, without a browser; as root (this container, a cloud VM) it
+    must add --allow-root, or JupyterLab refuses to start. The server must answer on /api."""
+    with socket.socket() as sock:  # a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [
+            MAKE,
+            "-s",
+            "lab",
+            "STAMP=",
+            f"LAB_PORT={port}",
+            "LAB_BROWSER=no",
+            "LAB_ARGS=--ServerApp.ip=127.0.0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline, answer = time.monotonic() + 60, None
+        while time.monotonic() < deadline and proc.poll() is None and answer is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=2) as r:
+                    answer = r.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        if answer is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0].decode(errors="replace")
+            pytest.fail(f"make lab did not answer on port {port}:\n{output[-2000:]}")
+        assert '"version"' in answer
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
