@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import chapters
 import check_cached_build
+import check_pdf
 import student_config
 
 MAKE = shutil.which("make")
@@ -263,3 +264,45 @@ def test_make_lab_starts_a_server_as_any_user_without_a_browser(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
+
+
+GOOD_LOG = "Output written on gradients-through-randomness.pdf (200 pages).\n"
+
+
+def _toc(titles):
+    return "".join(
+        f"\\contentsline {{chapter}}{{\\numberline {{{i}}}{t}}}{{{i}}}{{chapter.{i}}}%\n"
+        for i, t in enumerate(titles, 1)
+    )
+
+
+def test_check_pdf_passes_a_complete_pdf_and_reads_sphinx_hyphens():
+    titles = check_pdf.chapter_titles()
+    assert titles[0] == "Monte Carlo expectations"
+    toc = _toc(t.replace("-", r"\sphinxhyphen {}") for t in titles)
+    assert check_pdf.pdf_problems(GOOD_LOG, toc, titles) == []
+
+
+@pytest.mark.parametrize(
+    ("log", "drop", "exists", "expected"),
+    [
+        ("", False, True, "no gradients-through-randomness.pdf was written"),
+        (GOOD_LOG, False, False, "no gradients-through-randomness.pdf was written"),
+        (GOOD_LOG + "! LaTeX Error: File `bbm.sty' not found.\n", False, True, "bbm.sty"),
+        (GOOD_LOG + "! Argument of \\Hy@tempa has an extra }.\n", False, True, "Hy@tempa"),
+        (
+            GOOD_LOG + "Missing character: There is no ℓ (U+2113) in font DejaVu Sans Mono\n",
+            False,
+            True,
+            "LaTeX font: Missing character: There is no ℓ",
+        ),
+        (GOOD_LOG, True, True, "chapter not in the PDF: Monte Carlo expectations"),
+    ],
+)
+def test_check_pdf_catches_each_kind_of_failure(log, drop, exists, expected):
+    """Each failure seen while making the PDF work (a missing package, a citation in a
+    caption, a glyph the font lacks, a chapter left out) is reported."""
+    titles = check_pdf.chapter_titles()
+    toc = _toc(titles[1:] if drop else titles)
+    problems = check_pdf.pdf_problems(log, toc, titles, exists)
+    assert any(expected in p for p in problems), problems
