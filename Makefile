@@ -14,7 +14,7 @@ BOOK_ARGS ?=
 BOOK_LOG := _build/book.log
 STUDENT_LOG := _build/student/book.log
 
-.PHONY: help install check book book-student pdf pdf-if-tex bench seeds test lab clean
+.PHONY: help install check book book-student pdf pdf-if-tex bench seeds test test-launch lab clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (executes chapters not cached)"
@@ -22,6 +22,7 @@ help:
 	@echo "make test   make check, each chapter executed once, both strict builds, the site"
 	@echo "make book-student  the same book without solutions, into _build/student/_build/html"
 	@echo "make pdf    the book as a PDF through LaTeX (needs a TeX installation)"
+	@echo "make test-launch  Colab simulated: a fresh kernel installs companion, runs every chapter"
 	@echo "make bench  execute each chapter once: errors, time and memory against the budget"
 	@echo "make seeds  execute each chapter under K other seeds (K=20) and report every failure"
 	@echo "make lab    start JupyterLab on book/ (LAB_PORT=8888, LAB_BROWSER=no, LAB_ARGS=...)"
@@ -111,6 +112,13 @@ pdf-if-tex:
 	else \
 	  echo "TeX is not installed: the PDF is not built (make pdf says what it needs)"; \
 	fi
+
+# The launch path of Colab, simulated offline (scripts/simulate_colab.py): a fresh kernel
+# without companion, whose bootstrap cell installs it from a local stand-in for the public
+# repository, then every chapter. It executes the chapters again, so it is not part of
+# make test; .ci/run runs it after make test.
+test-launch: $(STAMP)
+	$(BIN)/python scripts/simulate_colab.py
 
 # JupyterLab on book/. LAB_PORT chooses the port, LAB_BROWSER=no starts it without opening a
 # browser (a container, a remote machine), LAB_ARGS passes anything else to jupyter lab. As

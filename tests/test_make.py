@@ -45,7 +45,18 @@ def test_pdf_says_what_it_needs_when_tex_is_missing(tmp_path):
 @needs_make
 def test_help_lists_every_documented_target():
     result = _make("-s", "help")
-    for target in ("book", "check", "test", "book-student", "pdf", "bench", "lab", "clean"):
+    targets = (
+        "book",
+        "check",
+        "test",
+        "book-student",
+        "pdf",
+        "bench",
+        "lab",
+        "clean",
+        "test-launch",
+    )
+    for target in targets:
         assert f"make {target} " in result.stdout
 
 
