@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed
 JB_BUILD := $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 BOOK_ARGS ?=
 BOOK_LOG := _build/book.log
+SITE_ZIP := gradients-through-randomness-html.zip
 STUDENT_LOG := _build/student/book.log
 
 .PHONY: help install check book book-student pdf pdf-if-tex bench seeds test test-launch lab clean
@@ -30,9 +31,10 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml scripts/fetch_mathjax.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --requirement requirements.txt --editable .
+	$(BIN)/python scripts/fetch_mathjax.py
 	touch $(STAMP)
 
 # Unit tests and doctests of companion/ and tests/ (no chapter is executed), then lint and
@@ -50,7 +52,9 @@ check: $(STAMP)
 book: $(STAMP)
 	mkdir -p $(dir $(BOOK_LOG))
 	$(JB_BUILD) $(BOOK_ARGS) 2>&1 | tee $(BOOK_LOG)
-	@echo "The book is at $(CURDIR)/_build/html/index.html"
+	@# The whole site in one archive, to read offline (MathJax included): unzip, open index.html.
+	cd _build && rm -f $(SITE_ZIP) && $(abspath $(BIN))/python -m zipfile -c $(SITE_ZIP) html/
+	@echo "The book is at $(CURDIR)/_build/html/index.html (to read offline: _build/$(SITE_ZIP))"
 
 # The student edition: _config.yml with solutions removed (see _ext/student_edition.py) and
 # no launch buttons (they would open the full notebooks), written by scripts/student_config.py.

@@ -3,9 +3,10 @@
 For every page of the table of contents: it loads without JavaScript errors, its images
 load, the sidebar links every page of the book, notebook chapters have Binder and Colab
 launch buttons for their own notebook, and a full-page screenshot lands in
-_build/screenshots/. The search page finds a word. Each page is loaded once and shared by its
-tests. See conftest.py for how the site is served and which browser runs; the book must be
-built first (make book).
+_build/screenshots/. The search page finds a word. Every formula is typeset by the MathJax
+the site serves itself (the tests refuse every other host, so a MathJax from a CDN would
+leave TeX source). Each page is loaded once and shared by its tests. See conftest.py for
+how the site is served and which browser runs; the book must be built first (make book).
 """
 
 from __future__ import annotations
@@ -179,3 +180,40 @@ def test_search_finds_a_word(open_visit, site_url, screenshots):
     )
     problems = visit.log.problems()
     assert not problems, f"{visit.path}:\n  " + "\n  ".join(problems)
+
+
+TYPESET = r"""
+async () => {
+  if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) return null;
+  await MathJax.startup.promise;
+  const article = document.querySelector("main article");
+  const text = article ? article.innerText : "";
+  return {
+    version: MathJax.version,
+    containers: document.querySelectorAll("mjx-container").length,
+    errors: Array.from(document.querySelectorAll("mjx-merror")).map((e) =>
+      (e.getAttribute("data-mjx-error") || e.textContent).slice(0, 120)),
+    source: (text.match(/\\\(|\\\[|\\begin\{/g) || []).length,
+  };
+}
+"""
+
+
+@each(PAGES)
+def test_formulas_typeset_offline(page_visit):
+    """Every formula of the page is typeset without a TeX error, by the site's own MathJax.
+
+    Pages with math show no TeX delimiters as text once MathJax is done; a page without
+    formulas passes trivially. Catches a MathJax loaded from a CDN (refused here), a
+    misconfigured copy (no MathJax object), and TeX errors (undefined macros: mjx-merror).
+    """
+    visit = page_visit
+    assert_loaded(visit)
+    result = visit.page.evaluate(TYPESET)
+    has_math = visit.page.locator(".math").count() > 0
+    if not has_math:
+        return
+    assert result is not None, f"{visit.path}: MathJax did not load (served from the site?)"
+    assert result["containers"] > 0, f"{visit.path}: no formula was typeset"
+    assert not result["errors"], f"{visit.path}: TeX errors: {result['errors']}"
+    assert result["source"] == 0, f"{visit.path}: {result['source']} formulas left as TeX"
