@@ -31,10 +31,11 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml scripts/fetch_mathjax.py
+$(STAMP): requirements.txt pyproject.toml scripts/fetch_mathjax.py scripts/fetch_axe.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --requirement requirements.txt --editable .
 	$(BIN)/python scripts/fetch_mathjax.py
+	$(BIN)/python scripts/fetch_axe.py
 	touch $(STAMP)
 
 # Unit tests and doctests of companion/ and tests/ (no chapter is executed), then lint and

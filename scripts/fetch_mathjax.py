@@ -47,7 +47,7 @@ def verify(data: bytes, sha256: str) -> None:
     """Refuse data whose SHA-256 is not ``sha256``."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
-        raise ValueError(f"MathJax tarball: SHA-256 {digest}, expected {sha256}; not unpacked")
+        raise ValueError(f"tarball: SHA-256 {digest}, expected {sha256}; not unpacked")
 
 
 def unpack(data: bytes, dest: Path, version: str = VERSION) -> int:

@@ -3,15 +3,18 @@
 For every page of the table of contents: it loads without JavaScript errors, its images
 load, the sidebar links every page of the book, notebook chapters have Binder and Colab
 launch buttons for their own notebook, and a full-page screenshot lands in
-_build/screenshots/. The search page finds a word. Every formula is typeset by the MathJax
-the site serves itself (the tests refuse every other host, so a MathJax from a CDN would
-leave TeX source). Each page is loaded once and shared by its tests. See conftest.py for
-how the site is served and which browser runs; the book must be built first (make book).
+_build/screenshots/. The search page finds a word. axe-core finds nothing critical or
+serious on any page, in the light and the dark theme, and figures stay readable in the dark
+theme. Every formula is typeset by the MathJax the site serves itself (the tests refuse
+every other host, so a MathJax from a CDN would leave TeX source). Each page is loaded once
+and shared by its tests. See conftest.py for how the site is served and which browser runs;
+the book must be built first (make book).
 """
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import sys
+from pathlib import Path, PurePosixPath
 from urllib.parse import urldefrag, urlsplit
 
 import pytest
@@ -217,3 +220,96 @@ def test_formulas_typeset_offline(page_visit):
     assert result["containers"] > 0, f"{visit.path}: no formula was typeset"
     assert not result["errors"], f"{visit.path}: TeX errors: {result['errors']}"
     assert result["source"] == 0, f"{visit.path}: {result['source']} formulas left as TeX"
+
+
+AXE = Path(sys.prefix) / "share" / "axe-core" / "axe-4.14.1.min.js"  # scripts/fetch_axe.py
+AXE_RUN = """
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => ({
+    id: v.id, impact: v.impact, nodes: v.nodes.length,
+    first: v.nodes[0].target.join(" "), why: v.nodes[0].failureSummary,
+  }));
+}
+"""
+
+
+def axe_violations(page) -> list[dict]:
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing: make install runs scripts/fetch_axe.py")
+    page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    return page.evaluate(AXE_RUN)
+
+
+def _serious(violations) -> list[str]:
+    return [
+        f"{v['impact']} {v['id']} on {v['nodes']} node(s), e.g. {v['first']}: {v['why']}"
+        for v in violations
+        if v["impact"] in ("critical", "serious")
+    ]
+
+
+@each(PAGES)
+def test_no_critical_or_serious_accessibility_violations(page_visit):
+    """axe-core (WCAG 2 A and AA rules) on every page, in the light theme: nothing critical
+    or serious (contrast, names of controls, ARIA structure). Moderate and minor findings are
+    not counted."""
+    visit = page_visit
+    assert_loaded(visit)
+    problems = _serious(axe_violations(visit.page))
+    assert not problems, f"{visit.path}:\n  " + "\n  ".join(problems)
+
+
+FIGURE_PIXELS = """
+async () => {
+  const images = Array.from(document.querySelectorAll("#main-content .cell_output img"))
+    .filter((img) => img.complete && img.naturalWidth > 0);
+  return images.map((img) => {
+    const canvas = document.createElement("canvas");
+    const w = img.naturalWidth, h = img.naturalHeight;
+    canvas.width = w; canvas.height = h;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const { data } = ctx.getImageData(0, 0, w, h);
+    let opaque = 0, n = 0;
+    for (let i = 0; i < data.length; i += 4 * 97) { n += 1; if (data[i + 3] === 255) opaque += 1; }
+    const corners = [[1, 1], [w - 2, 1], [1, h - 2], [w - 2, h - 2]].map(([x, y]) => {
+      const p = ctx.getImageData(x, y, 1, 1).data;
+      return p[3] === 255 && p[0] + p[1] + p[2] > 700;
+    });
+    return { src: img.src.split("/").pop(), opaque: opaque / n, lightCorners: corners };
+  });
+}
+"""
+
+
+@each(NOTEBOOK_PAGES)
+def test_dark_theme_keeps_text_and_figures_readable(browser, site_url, screenshots, page_visit):
+    """The same page in the dark theme (the reader's system setting, which the site follows):
+    axe finds nothing critical or serious, and every figure (a cell's image output) is fully
+    opaque with the white margin of its canvas, so its dark text and lines stay readable on
+    the dark page (a transparent figure would put black text on near-black). A screenshot of
+    each page lands in _build/screenshots/dark/."""
+    path = page_visit.path
+    context = browser.new_context(color_scheme="dark", viewport={"width": 1280, "height": 900})
+    try:
+        context.route(lambda url: not url.startswith(site_url), lambda route: route.abort())
+        page = context.new_page()
+        page.goto(site_url + path, wait_until="load")
+        assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+        problems = _serious(axe_violations(page))
+        page.evaluate(WAIT_FOR_IMAGES, "#main-content img")
+        figures = page.evaluate(FIGURE_PIXELS)
+        unreadable = [f for f in figures if f["opaque"] < 1 or not all(f["lightCorners"])]
+        (screenshots / "dark").mkdir(exist_ok=True)
+        page.screenshot(
+            path=str(screenshots / "dark" / f"{PurePosixPath(path).stem}.png"), full_page=True
+        )
+    finally:
+        context.close()
+    assert figures, f"{path}: no figure found"
+    assert not problems, f"{path} (dark):\n  " + "\n  ".join(problems)
+    assert not unreadable, (
+        f"{path} (dark): figures without an opaque light background: {unreadable}"
+    )
