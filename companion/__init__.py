@@ -4,24 +4,30 @@ The public API is re-exported here (``from companion import score_function``), a
 ``torch.distributions`` does; each name also lives in the module of its idea:
 
 - :mod:`companion.montecarlo`: Monte Carlo estimates with standard errors, and the one estimate
-  type :class:`Estimate` that every estimator returns (Chapter 1).
+  type :class:`Estimate` that every estimator returns; importance sampling, effective sample
+  size and stratification (Chapter 1).
 - :mod:`companion.checks`: the numerical checks that follow every derivation, and
   :mod:`companion.ledger`, a chapter's false-alarm budget and the audit log of its checks.
 - :mod:`companion.seeding`: one call to seed every generator.
 - :mod:`companion.estimators`: score-function, pathwise and finite-difference gradient estimates,
   ``(f, dist_fn, theta, num_samples)``, and the per-sample gradient engine (Chapters 2 to 4),
-  with :mod:`companion.baselines` and :mod:`companion.surrogates`.
+  with :mod:`companion.baselines` and :mod:`companion.surrogates`; gradients of the Gaussian
+  smoothing of an objective (evolution strategies, SPSA) in :mod:`companion.smoothing`.
 - :mod:`companion.quadrature` and :mod:`companion.problems`: exact expectations, and the
   book's recurring test problems with their closed forms.
 - :mod:`companion.reparam`: the reparameterization helper of VAE code, and which distributions
   have ``rsample`` (Chapter 4).
 - :mod:`companion.diagrams`: the computational-graph figure (Chapter 2).
-- :mod:`companion.measure_valued`: the measure-valued derivative for a Gaussian mean, and
-  :mod:`companion.guide`, which estimator to use when (Chapter 7).
+- :mod:`companion.measure_valued`: the measure-valued derivatives for a Gaussian's mean and
+  scale; :mod:`companion.guide`, which estimator to use when, and
+  :mod:`companion.comparison`, the estimators' variances side by side (Chapter 7).
 - :mod:`companion.data`: the embedded digits data set, binarization and an opt-in MNIST loader.
 - :mod:`companion.vae` (the model and its bounds) and :mod:`companion.training` (training with
   pathwise, score-function or sticking-the-landing gradients), Chapter 5.
-- :mod:`companion.relaxations`: Gumbel-max, Gumbel-softmax and straight-through (Chapter 6).
+- :mod:`companion.relaxations`: Gumbel-max, Gumbel-softmax and straight-through, and
+  :mod:`companion.rebar`: REBAR for Bernoulli variables (Chapter 6).
+- :mod:`companion.policy`: advantages (RLOO, GRPO, Dr. GRPO), the per-sequence surrogate,
+  per-token KL estimators and PPO's clipped surrogate (policy gradients).
 - :mod:`companion.plotting`: the book's figure style and its recurring plots.
 
 Counts have one name each: ``num_samples`` draws of x, ``num_particles`` draws of z per data
@@ -33,6 +39,7 @@ __version__ = "1.0.0"
 from . import (
     baselines,
     checks,
+    comparison,
     data,
     diagrams,
     estimators,
@@ -41,17 +48,21 @@ from . import (
     measure_valued,
     montecarlo,
     plotting,
+    policy,
     problems,
     quadrature,
+    rebar,
     relaxations,
     reparam,
     seeding,
+    smoothing,
     surrogates,
     training,
     vae,
 )
 from .baselines import *  # noqa: F403
 from .checks import *  # noqa: F403
+from .comparison import *  # noqa: F403
 from .data import *  # noqa: F403
 from .diagrams import *  # noqa: F403
 from .estimators import *  # noqa: F403
@@ -60,11 +71,14 @@ from .ledger import *  # noqa: F403
 from .measure_valued import *  # noqa: F403
 from .montecarlo import *  # noqa: F403
 from .plotting import *  # noqa: F403
+from .policy import *  # noqa: F403
 from .problems import *  # noqa: F403
 from .quadrature import *  # noqa: F403
+from .rebar import *  # noqa: F403
 from .relaxations import *  # noqa: F403
 from .reparam import *  # noqa: F403
 from .seeding import *  # noqa: F403
+from .smoothing import *  # noqa: F403
 from .surrogates import *  # noqa: F403
 from .training import *  # noqa: F403
 from .vae import *  # noqa: F403
@@ -72,6 +86,7 @@ from .vae import *  # noqa: F403
 MODULES = (
     baselines,
     checks,
+    comparison,
     data,
     diagrams,
     estimators,
@@ -80,11 +95,14 @@ MODULES = (
     measure_valued,
     montecarlo,
     plotting,
+    policy,
     problems,
     quadrature,
+    rebar,
     relaxations,
     reparam,
     seeding,
+    smoothing,
     surrogates,
     training,
     vae,

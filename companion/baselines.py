@@ -15,9 +15,15 @@ import numbers
 
 import torch
 
-from ._validation import check_finite, check_positive_int, check_samples, describe
+from ._validation import (
+    as_finite_tensor,
+    check_finite,
+    check_positive_int,
+    check_samples,
+    describe,
+)
 
-__all__ = ["leave_one_out", "optimal_baseline", "centre"]
+__all__ = ["leave_one_out", "leave_one_out_variance", "optimal_baseline", "centre"]
 
 
 def leave_one_out(values) -> torch.Tensor:
@@ -41,6 +47,63 @@ def leave_one_out(values) -> torch.Tensor:
     return (v.sum(dim=0) - v) / (v.shape[0] - 1)
 
 
+def leave_one_out_variance(
+    mean_baseline_variance, f_variance, score_second_moment, gradient, num_samples
+) -> torch.Tensor:
+    """N times the variance of the leave-one-out estimator, covariances between terms included.
+
+    With b_n the mean of the other N - 1 values of f, the estimator averages
+    g_n = (f(x_n) - b_n) ∇θ log p(x_n; θ). Per coordinate d (Chapter 3, eq-sf-loo-var),
+
+        N Var[mean_n g_n,d] = Var[(f - E f) ∂_d log p]
+                              + (Var[f] E[(∂_d log p)²] + (∂_d E f)²) / (N - 1):
+
+    each term has variance Var[(f - E f) ∂_d log p] + Var[f] E[(∂_d log p)²] / (N - 1), and
+    every pair of terms has covariance (∂_d E f)² / (N - 1)², N (N - 1) pairs in all. As
+    N grows it tends to the per-sample variance with the exact mean baseline b = E[f], not
+    to that of the optimal constant b*_d (Kool et al. 2019, "Buy 4 REINFORCE samples, get a
+    baseline for free!"). All inputs broadcast together.
+
+    Args:
+        mean_baseline_variance: Var[(f - E f) ∂_d log p], >= 0, shape ``(D,)`` or a number.
+        f_variance: Var[f(x)], >= 0, a number (or broadcastable).
+        score_second_moment: E[(∂_d log p)²], >= 0, shape ``(D,)`` or a number.
+        gradient: the exact gradient ∂_d E[f], shape ``(D,)`` or a number.
+        num_samples: N >= 2, the number of draws (evaluations of f) in one estimate.
+
+    Returns:
+        N Var[ĝ_loo], float64, the broadcast shape; compare it with a constant baseline's
+        per-sample variance: both are the variance of an N-sample estimate, times N.
+
+    Example:
+        >>> # f = x², x ~ N(1, 1), coordinate μ: Var = 18, Var[f] = 6, E[(∂_μ log p)²] = 1
+        >>> leave_one_out_variance(18.0, 6.0, 1.0, 2.0, 2).item()  # 18 + (6 + 4) / 1
+        28.0
+    """
+    values = {}
+    for name, value in (
+        ("mean_baseline_variance", mean_baseline_variance),
+        ("f_variance", f_variance),
+        ("score_second_moment", score_second_moment),
+        ("gradient", gradient),
+    ):
+        tensor = as_finite_tensor(name, value, dtype=torch.float64)
+        if name != "gradient" and not (tensor >= 0).all():
+            raise ValueError(f"{name} must be >= 0 (a variance or second moment), got {value}")
+        values[name] = tensor
+    num_samples = check_positive_int("num_samples", num_samples, minimum=2)
+    try:
+        shape = torch.broadcast_shapes(*(t.shape for t in values.values()))
+    except RuntimeError as err:
+        raise ValueError(
+            "mean_baseline_variance, f_variance, score_second_moment and gradient must "
+            f"broadcast together, got shapes {[tuple(t.shape) for t in values.values()]}"
+        ) from err
+    v = {k: t.expand(shape) for k, t in values.items()}
+    penalty = v["f_variance"] * v["score_second_moment"] + v["gradient"] ** 2
+    return v["mean_baseline_variance"] + penalty / (num_samples - 1)
+
+
 def optimal_baseline(f_values, scores) -> torch.Tensor:
     """Per-coordinate optimal constant baseline b*_d = E[f s_d²] / E[s_d²], from samples.
 
@@ -51,17 +114,19 @@ def optimal_baseline(f_values, scores) -> torch.Tensor:
 
     a parabola in b_d whose minimum is at b*_d = E[f s_d²] / E[s_d²]. So b* minimizes the
     variance of each coordinate separately (Mohamed et al. 2020, §7). The expectations are
-    replaced by sample means; a coordinate whose scores are all zero gets b*_d = 0.
+    replaced by sample means along dimension 0; a coordinate whose scores are all zero gets
+    b*_d = 0. Independent batches along further dimensions get one b* each.
 
     Using b* estimated from the same samples as the gradient adds a bias of order 1/N;
-    estimate it from independent draws (or the previous step's) when that matters.
+    estimate it from independent draws (or the previous step's) when that matters, and
+    count those draws: they are evaluations of f too.
 
     Args:
-        f_values: f(x_n), shape ``(N,)``, N >= 2.
-        scores: ∇θ log p(x_n; θ), shape ``(N, D)``, on the same draws.
+        f_values: f(x_n), shape ``(N, *batch)``, N >= 2.
+        scores: ∇θ log p(x_n; θ), shape ``(N, *batch, D)``, on the same draws.
 
     Returns:
-        b*, shape ``(D,)``, detached.
+        b*, shape ``(*batch, D)``, detached.
 
     Example:
         >>> f = torch.tensor([1.0, 2.0, 3.0])
@@ -71,13 +136,13 @@ def optimal_baseline(f_values, scores) -> torch.Tensor:
     """
     f = check_samples("f_values", f_values)
     s = check_samples("scores", scores)
-    if f.dim() != 1 or s.dim() != 2 or s.shape[0] != f.shape[0]:
+    if s.dim() != f.dim() + 1 or s.shape[:-1] != f.shape:
         raise ValueError(
-            "f_values must have shape (N,) and scores shape (N, D) on the same draws, got "
-            f"{describe(f_values)} and {describe(scores)}"
+            "f_values must have shape (N, *batch) and scores shape (N, *batch, D) on the same "
+            f"draws, got {describe(f_values)} and {describe(scores)}"
         )
-    s2 = s**2  # (N, D)
-    numerator = (f[:, None] * s2).mean(dim=0)
+    s2 = s**2  # (N, *batch, D)
+    numerator = (f[..., None] * s2).mean(dim=0)
     denominator = s2.mean(dim=0)
     tiny = torch.finfo(s2.dtype).tiny
     return torch.where(

@@ -6,12 +6,15 @@
 
 with data flowing forward along the top and gradients flowing backward along the bottom. The
 backward edge through the sampling step is drawn cut, because ``sample()`` returns a tensor
-with no autograd history; two arcs show the ways around it that Part II develops: the score
-function reaches p_θ through ∇θ log p_θ(x) (Mohamed et al. 2020, §4) and the pathwise
-estimator reaches θ through x = g(θ, ε) (§5).
+with no autograd history; three arcs show the ways around it (Mohamed et al. 2020, §§4-6).
+Two differentiate the distribution and reach p_θ from the function values: the score
+function through ∇θ log p_θ(x) (§4) and the measure-valued estimator, which evaluates f under
+the positive and negative parts of ∇θ p_θ (§6). The third differentiates the path and reaches
+θ through x = x(θ, ε) (§5).
 
 Every artist carries a ``gid`` (``"node-<i>"``, ``"forward-<i>"``, ``"backward-<i>"``,
-``"detour-score-function"``, ``"detour-pathwise"``), so tests and readers can find them.
+``"detour-score-function"``, ``"detour-measure-valued"``, ``"detour-pathwise"``), so tests
+and readers can find them.
 """
 
 from __future__ import annotations
@@ -40,18 +43,20 @@ GRAPH_LABELS = (
 
 DETOUR_LABELS = (
     "score function: $f(x)\\,\\nabla_\\theta \\log p_\\theta(x)$",
-    "pathwise: $x = g(\\theta, \\varepsilon)$",
+    "measure-valued: $f(x^+) - f(x^-)$, $x^\\pm \\sim p_\\theta^\\pm$",
+    "pathwise: $x = x(\\theta, \\varepsilon)$",
 )
-"""Texts of the two arcs around the cut edge: score function, then pathwise."""
+"""Texts of the three arcs around the cut edge: score function, measure-valued, pathwise."""
 
 GRAPH_COLORS = {
     "forward": COLORS["estimate"],
     "backward": COLORS["accent"],
     "cut": COLORS["bad"],
     "score-function": COLORS["good"],
+    "measure-valued": "#8c6d1f",
     "pathwise": "#7f3c8d",
 }
-"""Colours of the diagram: data forward, gradients backward, the cut and the two detours."""
+"""Colours of the diagram: data forward, gradients backward, the cut and the three detours."""
 
 _WIDTH, _HEIGHT, _SPACING = 1.6, 0.7, 2.5  # node box size and centre-to-centre distance
 
@@ -85,12 +90,12 @@ def _check_inputs(ax, labels, cut_edge, detours, detour_labels):
         if (
             isinstance(detour_labels, str)
             or not isinstance(detour_labels, Sequence)
-            or len(detour_labels) != 2
+            or len(detour_labels) != 3
             or not all(isinstance(t, str) for t in detour_labels)
         ):
             raise TypeError(
-                "detour_labels must be two strings (score function, pathwise), "
-                f"got {describe(detour_labels)}"
+                "detour_labels must be three strings (score function, measure-valued, "
+                f"pathwise), got {describe(detour_labels)}"
             )
 
 
@@ -117,17 +122,19 @@ def draw_computational_graph(
     Node i sits at x = 2.5 i. Forward arrows i → i+1 run above the centre line, backward arrows
     i+1 → i below it. The backward arrow of ``cut_edge`` is dashed and crossed out in red: it
     is the sampling step, through which ``sample()`` passes no gradient. With ``detours``,
-    an arc above the nodes carries the score-function gradient from node ``cut_edge + 2``
-    (the function value, which weights ∇θ log p_θ) back to node ``cut_edge`` (the
-    distribution), and an arc below carries the pathwise gradient from node ``cut_edge + 1``
-    (the sample, x = g(θ, ε)) back to node ``cut_edge - 1`` (the parameters).
+    two nested arcs above the nodes carry the gradients that differentiate the distribution
+    from node ``cut_edge + 2`` (the function values) back to node ``cut_edge`` (the
+    distribution): the score function (inner arc, f weights ∇θ log p_θ) and the
+    measure-valued estimator (outer arc, f evaluated under the parts p_θ^± of ∇θ p_θ). An arc
+    below carries the pathwise gradient from node ``cut_edge + 1`` (the sample,
+    x = x(θ, ε)) back to node ``cut_edge - 1`` (the parameters).
 
     Args:
         ax: the Matplotlib ``Axes`` to draw on; its axis is switched off.
         labels: node texts, left to right, at least 2 (default :data:`GRAPH_LABELS`).
         cut_edge: index i of the edge labels[i] → labels[i+1] that sampling cuts, or None.
-        detours: draw the two arcs around the cut; needs 1 <= cut_edge <= len(labels) - 3.
-        detour_labels: texts of the score-function and pathwise arcs.
+        detours: draw the three arcs around the cut; needs 1 <= cut_edge <= len(labels) - 3.
+        detour_labels: texts of the score-function, measure-valued and pathwise arcs.
 
     Returns:
         ``ax``, with one ``FancyBboxPatch`` per node and one ``FancyArrowPatch`` per arrow.
@@ -185,8 +192,9 @@ def draw_computational_graph(
         c = cut_edge
         top, bottom = _HEIGHT / 2 + 0.08, -_HEIGHT / 2 - 0.08
         for kind, start, end, y, rad, text in (
-            ("score-function", c + 2, c, top, 0.35, detour_labels[0]),
-            ("pathwise", c + 1, c - 1, bottom, -0.35, detour_labels[1]),
+            ("score-function", c + 2, c, top, 0.3, detour_labels[0]),
+            ("measure-valued", c + 2, c, top, 0.8, detour_labels[1]),
+            ("pathwise", c + 1, c - 1, bottom, -0.35, detour_labels[2]),
         ):
             _arrow(
                 ax,
@@ -221,7 +229,7 @@ def draw_computational_graph(
     ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8)
     ax.set_xlim(-_WIDTH / 2 - 0.2, centres[-1][0] + _WIDTH / 2 + 0.2)
-    ax.set_ylim(-1.75, 1.75)
+    ax.set_ylim(-1.75, 2.95)
     ax.set_aspect("equal")
     ax.axis("off")
     return ax

@@ -24,6 +24,7 @@ from ._validation import (
     as_finite_tensor,
     as_tensor,
     check_allocation,
+    check_bool,
     check_callable,
     check_distribution,
     check_finite,
@@ -41,7 +42,10 @@ __all__ = [
     "running_mean",
     "sample_variance",
     "antithetic_expectation",
+    "stratified_expectation",
     "control_variate",
+    "importance_sampling",
+    "effective_sample_size",
 ]
 
 
@@ -211,8 +215,8 @@ def sample_variance(values) -> Estimate:
 def antithetic_expectation(f, dist: torch.distributions.Distribution, num_pairs: int) -> Estimate:
     """Antithetic estimate of E_{x~dist}[f(x)]: pairs x = F^-1(u), x' = F^-1(1 - u).
 
-    Each pair contributes g_n = (f(x_n) + f(x'_n)) / 2, so that
-    Var[g] = (Var[f(x)] + Cov[f(x), f(x')]) / 2, smaller than Var[f(x)] / 2 (two plain
+    Each pair contributes its mean f_bar_n = (f(x_n) + f(x'_n)) / 2, so that
+    Var[f_bar] = (Var[f(x)] + Cov[f(x), f(x')]) / 2, smaller than Var[f(x)] / 2 (two plain
     draws) exactly when the covariance is negative, as for monotone f.
 
     Args:
@@ -221,7 +225,7 @@ def antithetic_expectation(f, dist: torch.distributions.Distribution, num_pairs:
         num_pairs: number of antithetic pairs, >= 2.
 
     Returns:
-        An :class:`Estimate` whose ``samples`` are the ``num_pairs`` pair averages g_n.
+        An :class:`Estimate` whose ``samples`` are the ``num_pairs`` pair means f_bar_n.
     """
     check_callable("f", f)
     check_distribution("dist", dist)
@@ -242,21 +246,75 @@ def antithetic_expectation(f, dist: torch.distributions.Distribution, num_pairs:
     return summarize((values[:num_pairs] + values[num_pairs:]) / 2)
 
 
-def control_variate(values, control, control_mean, coef=None) -> Estimate:
-    """Control-variate estimate of E[f]: the mean of f_n - c (g_n - E[g]).
+def stratified_expectation(
+    f, dist: torch.distributions.Distribution, num_strata: int, num_per_stratum: int
+) -> Estimate:
+    """Stratified estimate of E_{x~dist}[f(x)]: K equal-probability strata, proportional allocation.
 
-    With the optimal coefficient c* = Cov[f, g] / Var[g] the variance drops by the factor
-    1 - rho^2, rho the correlation of f and g. When ``coef`` is None, c* is estimated from
-    the same samples (a bias of order 1/N, negligible next to the standard error).
+    Stratum k holds x = F^-1((k + v) / K), v ~ U(0, 1), probability 1/K; each of the K
+    strata gets ``num_per_stratum`` = m independent draws (N = K m evaluations in all). The
+    estimate is mu_hat = (1/K) sum_k mu_hat_k, mu_hat_k the mean of stratum k, with
+
+        Var[mu_hat] = (1/N) sum_k (1/K) sigma_k^2 <= sigma_f^2 / N,
+
+    sigma_k^2 = Var[f(x) | stratum k]: the between-strata part of sigma_f^2 is removed
+    (Chapter 1, eq-mc-strat-var; Owen 2013, ch. 8).
+
+    Args:
+        f: as in :func:`expectation`; called once on a batch of ``K * m`` samples.
+        dist: a distribution with an inverse CDF (``icdf``), e.g. Normal, Uniform.
+        num_strata: K >= 1.
+        num_per_stratum: m >= 2 draws per stratum.
+
+    Returns:
+        An :class:`Estimate` whose ``samples`` are the m replicate means
+        (1/K) sum_k f(x_{k,r}), r = 1..m, independent and each unbiased, so that ``stderr``
+        is the exact standard error's estimate.
+
+    Example:
+        >>> est = stratified_expectation(torch.exp, torch.distributions.Uniform(0.0, 1.0), 10, 100)
+        >>> est.mean  # close to e - 1  # doctest: +SKIP
+    """
+    check_callable("f", f)
+    check_distribution("dist", dist)
+    num_strata = check_positive_int("num_strata", num_strata)
+    num_per_stratum = check_positive_int("num_per_stratum", num_per_stratum, minimum=2)
+    _check_draws("num_strata", num_strata, dist, per_count=num_per_stratum)
+    inner = (*dist.batch_shape, *dist.event_shape)
+    with torch.no_grad():
+        dtype = dist.mean.dtype if dist.mean.is_floating_point() else torch.get_default_dtype()
+        k = torch.arange(num_strata, dtype=dtype, device=dist.mean.device)
+        k = k.reshape(1, num_strata, *([1] * len(inner)))  # (1, K, 1, ...)
+        v = torch.rand((num_per_stratum, num_strata, *inner), dtype=dtype, device=k.device)
+        u = ((k + v) / num_strata).clamp(torch.finfo(dtype).tiny, 1 - torch.finfo(dtype).eps)
+        try:
+            x = dist.icdf(u.reshape(num_per_stratum * num_strata, *inner))
+        except NotImplementedError as err:
+            raise ValueError(
+                f"dist must have an inverse CDF (icdf) for stratified sampling, "
+                f"got {type(dist).__name__}, which has none"
+            ) from err
+        values = evaluate_f(f, x, num_per_stratum * num_strata, scalar=False)
+    values = values.reshape(num_per_stratum, num_strata, *values.shape[1:])
+    return summarize(values.mean(dim=1))  # (m, ...): one mean over the strata per replicate
+
+
+def control_variate(values, control, control_mean, coef=None) -> Estimate:
+    """Control-variate estimate of E[f]: the mean of f_n - beta (phi_n - E[phi]).
+
+    With the optimal coefficient beta* = Cov[f, phi] / Var[phi] the variance drops by the
+    factor 1 - rho^2, rho the correlation of f and phi. When ``coef`` is None, beta* is
+    estimated from the same samples (a bias of order 1/N, negligible next to the standard
+    error).
 
     Args:
         values: f(x_n), shape ``(N,)``.
-        control: g(x_n) on the same draws, shape ``(N,)``.
-        control_mean: the exact E[g], a number.
-        coef: the coefficient c, or None for the estimated optimum.
+        control: phi(x_n) on the same draws, shape ``(N,)``.
+        control_mean: the exact E[phi], a number.
+        coef: the coefficient beta, or None for the estimated optimum.
 
     Returns:
-        An :class:`Estimate` of shape ``()`` whose ``samples`` are f_n - c (g_n - E[g]).
+        An :class:`Estimate` of shape ``()`` whose ``samples`` are f_n - beta (phi_n - E[phi]).
     """
     f = check_samples("values", values)
     g = check_samples("control", control)
@@ -280,3 +338,88 @@ def control_variate(values, control, control_mean, coef=None) -> Estimate:
             f"{tuple(coef.shape)}"
         )
     return summarize(f - coef * (g - mean_g))
+
+
+def _weights(weights, num_samples: int | None = None) -> torch.Tensor:
+    """Importance weights shaped (N,): finite, >= 0, not all 0 (N = ``num_samples`` if given)."""
+    w = check_samples("weights", weights, min_samples=1 if num_samples is None else 2)
+    if w.dim() != 1:
+        raise ValueError(f"weights must have shape (N,), got shape {tuple(w.shape)}")
+    if num_samples is not None and w.shape[0] != num_samples:
+        raise ValueError(
+            f"weights must have one entry per value, shape ({num_samples},), "
+            f"got shape {tuple(w.shape)}"
+        )
+    if (w < 0).any():
+        raise ValueError(f"weights must be >= 0, got minimum {w.min().item()}")
+    if not (w > 0).any():
+        raise ValueError("weights must not all be 0 (no draw carries any weight)")
+    return w
+
+
+def importance_sampling(values, weights, *, self_normalized: bool = False) -> Estimate:
+    """Importance-sampling estimate of E_p[f] from draws x_n ~ q and weights w_n = p(x_n)/q(x_n).
+
+    Plain (``self_normalized=False``), with normalized densities p and q (Chapter 1,
+    eq-is-estimator; unbiased when q > 0 wherever p f != 0):
+
+        mu_hat_IS = (1/N) sum_n w_n f(x_n),     stderr from the N values w_n f(x_n).
+
+    Self-normalized (``self_normalized=True``; p and q may be known only up to constants,
+    eq-is-snis; consistent, with a bias of order 1/N):
+
+        mu_hat_SN = sum_n w_n f(x_n) / sum_n w_n,
+        stderr = sqrt(sum_n w_n^2 (f(x_n) - mu_hat_SN)^2) / sum_n w_n   (delta method),
+
+    up to the Bessel factor sqrt(N / (N - 1)). Both standard errors are honest only when
+    E_q[w^2 f^2] is finite: with weights of infinite variance they are meaningless.
+
+    Args:
+        values: f(x_n) at the draws x_n ~ q, shape ``(N, *shape)``, N >= 2, finite.
+        weights: w_n, shape ``(N,)``, finite, >= 0, not all 0; any positive multiple will
+            do when ``self_normalized``.
+        self_normalized: divide by sum_n w_n (True) or by N (False), a bool.
+
+    Returns:
+        An :class:`Estimate` of shape ``(*shape)``. Plain: ``samples`` are w_n f(x_n).
+        Self-normalized: ``samples`` are the linearized values
+        mu_hat_SN + (w_n / w_bar)(f(x_n) - mu_hat_SN), w_bar the mean weight, whose mean is
+        mu_hat_SN and whose standard error is the delta-method one above.
+
+    Example:
+        >>> q = torch.distributions.Normal(0.0, 2.0)
+        >>> x = q.sample((10_000,))
+        >>> w = (torch.distributions.Normal(0.0, 1.0).log_prob(x) - q.log_prob(x)).exp()
+        >>> importance_sampling(x**2, w, self_normalized=True).mean  # close to 1  # doctest: +SKIP
+    """
+    f = check_samples("values", values)
+    w = _weights(weights, f.shape[0]).to(f.dtype)
+    self_normalized = check_bool("self_normalized", self_normalized)
+    w = w.reshape(-1, *([1] * (f.dim() - 1)))  # (N, 1, ...) to broadcast over shape
+    if not self_normalized:
+        return summarize(w * f)
+    w = w / w.mean()  # scale-free: only ratios of weights matter
+    mean = (w * f).mean(dim=0)  # = sum w f / sum w
+    return summarize(mean + w * (f - mean))
+
+
+def effective_sample_size(weights) -> torch.Tensor:
+    """Kish's effective sample size of importance weights, (sum_n w_n)^2 / sum_n w_n^2.
+
+    Between 1 (one weight carries everything) and N (equal weights); invariant to scaling
+    the weights. For N draws with normalized weights, ESS / N -> 1 / E_q[w^2] as N grows
+    (Chapter 1, eq-is-ess; Kish 1965, Kong 1992): when E_q[w^2] is infinite, ESS / N -> 0.
+
+    Args:
+        weights: w_n, shape ``(N,)``, N >= 1, finite, >= 0, not all 0.
+
+    Returns:
+        The ESS, a 0-dim tensor in [1, N].
+
+    Example:
+        >>> effective_sample_size(torch.tensor([1.0, 1.0, 2.0]))
+        tensor(2.6667)
+    """
+    w = _weights(weights)
+    w = w / w.max()  # scale-free, and safe from overflow in w^2
+    return w.sum() ** 2 / (w**2).sum()

@@ -98,6 +98,9 @@ def plot_running_mean(
 ):
     """Plot a running mean against n with its confidence band, and the exact value.
 
+    The axes are labelled "number of samples n" (log scale) and "running mean μ̂_n", the
+    symbols of Chapter 1's running mean; set another y label with ``ax.set_ylabel``.
+
     Args:
         ax: the Matplotlib ``Axes`` to draw on.
         running: the output of :func:`companion.montecarlo.running_mean` for a scalar
@@ -143,21 +146,25 @@ def plot_running_mean(
     if exact is not None:
         ax.axhline(exact, color=COLORS["exact"], ls="--", lw=1, label="exact")
     ax.set_xscale("log")
-    ax.set_xlabel("number of samples $N$")
+    ax.set_xlabel("number of samples $n$")
+    ax.set_ylabel(r"running mean $\hat\mu_n$")
     ax.legend()
     return ax
 
 
 def plot_rate(ax, num_samples, errors, sigma=None, *, label: str = "measured"):
-    """Log-log plot of an error measure against N, with the theory line sigma / sqrt(N).
+    """Log-log plot of an error measure against N, with the theory line sigma_f / sqrt(N).
+
+    The axes are labelled "number of samples N" and "error"; set a more specific y label
+    with ``ax.set_ylabel``.
 
     Args:
         ax: the Matplotlib ``Axes`` to draw on.
         num_samples: the sample sizes, shape ``(K,)``, K >= 1, finite and positive.
         errors: the measured errors at those sizes (e.g. the spread of estimates across
             repetitions), shape ``(K,)``, finite and positive.
-        sigma: the standard deviation of a single sample, a finite number > 0; draws
-            sigma / sqrt(N) if given.
+        sigma: sigma_f, the standard deviation of a single sample f(x), a finite number
+            > 0; draws sigma_f / sqrt(N) if given.
         label: legend label of the measured points, a string.
 
     Returns:
@@ -183,7 +190,7 @@ def plot_rate(ax, num_samples, errors, sigma=None, *, label: str = "measured"):
     if sigma is not None:
         grid = np.geomspace(n.min(), n.max(), 100)
         ax.loglog(
-            grid, sigma / np.sqrt(grid), "--", color=COLORS["exact"], label=r"$\sigma/\sqrt{N}$"
+            grid, sigma / np.sqrt(grid), "--", color=COLORS["exact"], label=r"$\sigma_f/\sqrt{N}$"
         )
     ax.set_xlabel("number of samples $N$")
     ax.set_ylabel("error")
@@ -193,6 +200,9 @@ def plot_rate(ax, num_samples, errors, sigma=None, *, label: str = "measured"):
 
 def plot_intervals(ax, lower, upper, exact, *, max_shown: int = 100):
     """Draw confidence intervals as vertical bars, green when they cover ``exact``.
+
+    The axes are labelled "repetition" and "interval"; name the estimated quantity with
+    ``ax.set_ylabel``.
 
     Interval r covers when lower_r <= exact <= upper_r; the legend counts the covering and
     missing intervals among those shown.
@@ -236,6 +246,7 @@ def plot_intervals(ax, lower, upper, exact, *, max_shown: int = 100):
         )
     ax.axhline(exact, color=COLORS["exact"], ls="--", lw=1, label="exact")
     ax.set_xlabel("repetition")
+    ax.set_ylabel("interval")
     ax.legend(loc="upper right")
     return ax
 

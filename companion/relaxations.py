@@ -20,6 +20,10 @@ straight-through categorical, value one-hot b ~ Cat(softmax(logits)) and gradien
 p = softmax(logits) (b - p.detach() + p), is
 ``torch.distributions.OneHotCategoricalStraightThrough(logits=logits).rsample((n,))``.
 
+Choosing the temperature without the exact gradient (:func:`mse_against_reference`): the mean
+squared error of an average of B samples of a biased estimator is estimated, without bias,
+against held-out draws of any unbiased estimator (e.g. REINFORCE with leave-one-out).
+
 Samples run along dimension 0: logits ``(*batch, K)`` give samples ``(num_samples, *batch, K)``.
 Bad input (logits that are not a finite floating tensor, a temperature that is not a positive
 finite scalar, a count that is not a positive integer or would not fit in memory, a flag
@@ -42,14 +46,17 @@ from ._validation import (
     check_device,
     check_finite,
     check_positive_int,
+    check_samples,
     describe,
 )
+from .montecarlo import summarize
 
 __all__ = [
     "gumbel_noise",
     "gumbel_max_sample",
     "gumbel_softmax_sample",
     "straight_through_bernoulli",
+    "mse_against_reference",
 ]
 
 
@@ -312,3 +319,42 @@ def straight_through_bernoulli(logits: torch.Tensor, num_samples: int) -> torch.
     b = dist.sample((num_samples,))  # (S, *batch), no gradient
     p = dist.probs  # sigmoid(logits), with gradient
     return b + (p - p.detach())  # value exactly b (see gumbel_softmax_sample)
+
+
+def mse_against_reference(samples, reference, batch: int) -> torch.Tensor:
+    """Unbiased estimate of MSE_B = ||E[g] - ∇F||² + tr Var[g] / B, without knowing ∇F.
+
+    ``samples`` are N independent single-sample gradients g_n of one estimator (biased or
+    not), ``reference`` M independent draws r_m of an *unbiased* estimator of ∇F, independent
+    of the g_n. With means ḡ, r̄ and Bessel-corrected variances s_g², s_r² (per coordinate),
+    E||ḡ - r̄||² = ||E[g] - ∇F||² + tr Var[g] / N + tr Var[r] / M, so
+
+        MSE_B ≈ ||ḡ - r̄||² - Σ s_g² / N - Σ s_r² / M + Σ s_g² / B
+
+    is unbiased for the MSE of an average of B samples (Chapter 6, eq-dl-mse). It can come out
+    negative when the bias is below the noise. Used to choose a temperature (or REBAR's η, τ)
+    from held-out draws: the exact gradient, an oracle no user has, never enters.
+
+    Args:
+        samples: the g_n, a finite floating tensor ``(N, *D)``, N >= 2.
+        reference: the r_m, a finite floating tensor ``(M, *D)``, M >= 2.
+        batch: B, the number of samples averaged in one estimate, an integer >= 1.
+
+    Returns:
+        The estimate, a 0-dim tensor.
+
+    Example:
+        >>> g = torch.tensor([[1.0], [3.0]]); r = torch.tensor([[2.0], [2.0]])
+        >>> mse_against_reference(g, r, 1)  # (2 - 2)² - 2/2 - 0 + 2/1
+        tensor(1.)
+    """
+    est = summarize(check_samples("samples", samples))
+    ref = summarize(check_samples("reference", reference))
+    if est.mean.shape != ref.mean.shape:
+        raise ValueError(
+            f"reference must have shape (M, *D) with D = {tuple(est.mean.shape)} as in "
+            f"samples, got shape {tuple(ref.samples.shape)}"
+        )
+    batch = check_positive_int("batch", batch)
+    gap2 = ((est.mean - ref.mean) ** 2 - est.stderr**2 - ref.stderr**2).sum()
+    return gap2 + (est.stderr**2).sum() * est.num_samples / batch

@@ -47,7 +47,7 @@ def _check_model(model) -> VAE:
     return model
 
 
-def _check_options(estimator, baseline, num_particles) -> int:
+def _check_options(estimator, baseline, num_particles, keep_score_term=False) -> int:
     if not isinstance(estimator, str):
         raise TypeError(f"estimator must be one of {ESTIMATORS}, got {describe(estimator)}")
     if estimator not in ESTIMATORS:
@@ -55,6 +55,11 @@ def _check_options(estimator, baseline, num_particles) -> int:
     if not (baseline is None or (isinstance(baseline, str) and baseline == "loo")):
         raise ValueError(f"baseline must be one of {BASELINES}, got {describe(baseline)}")
     num_particles = check_positive_int("num_particles", num_particles)
+    if check_bool("keep_score_term", keep_score_term) and estimator != "score_function":
+        raise ValueError(
+            f"keep_score_term=True applies to estimator='score_function' only, "
+            f"got estimator={estimator!r}"
+        )
     if baseline is not None and estimator != "score_function":
         raise ValueError(
             f"baseline={baseline!r} applies to estimator='score_function' only, "
@@ -69,7 +74,13 @@ def _check_options(estimator, baseline, num_particles) -> int:
 
 
 def elbo_surrogate(
-    model, x, *, estimator: str = "pathwise", baseline=None, num_particles: int = 1
+    model,
+    x,
+    *,
+    estimator: str = "pathwise",
+    baseline=None,
+    num_particles: int = 1,
+    keep_score_term: bool = False,
 ) -> torch.Tensor:
     """Per-draw ELBO samples, shape ``(S, batch)``, whose gradient is the chosen estimator.
 
@@ -81,14 +92,17 @@ def elbo_surrogate(
     - ``"stl"``: as pathwise, but q's parameters are detached inside log q: the score term,
       of mean zero, is dropped (sticking the landing, Roeder et al. 2017).
     - ``"score_function"``: z_s drawn with ``sample()``, so no gradient flows through z. The
-      surrogate is score_function_surrogate(log q, log w, baseline) + log w. Its gradient with
-      respect to the encoder φ is (log w - b) ∇φ log q - ∇φ log q: the REINFORCE term plus
-      the direct dependence of -log q on φ. That second term is minus the score, which has
-      mean zero; it is kept (it is part of the exact gradient identity, and costs nothing)
-      but adds only noise. The decoder θ gets the ordinary gradient ∇θ log p(x | z_s),
-      exactly as in pathwise training: only the encoder's gradient differs.
-      ``baseline="loo"`` uses b_s = mean of the other S - 1 log weights of the same image
-      (Kool et al. 2019), which keeps the estimate unbiased.
+      surrogate is score_function_surrogate(log q, log w, baseline) + log p(x, z_s), whose
+      gradient with respect to the encoder φ is (log w - b) ∇φ log q, the form of the
+      literature's REINFORCE-style VAE estimators (NVIL, Mnih & Gregor 2014). The exact
+      single-sample gradient of log w also has the term -∇φ log q (the direct dependence
+      of -log q on φ); it has mean zero, so dropping it keeps the estimate unbiased, and
+      it only adds variance. ``keep_score_term=True`` keeps it (surrogate
+      score_function_surrogate(...) + log w), so that its cost can be measured (Chapter 5).
+      The decoder θ gets the ordinary gradient ∇θ log p(x | z_s), exactly as in pathwise
+      training: only the encoder's gradient differs. ``baseline="loo"`` uses b_s = mean of
+      the other S - 1 log weights of the same image (Kool et al. 2019), which keeps the
+      estimate unbiased.
 
     Args:
         model: a :class:`companion.vae.VAE`.
@@ -96,12 +110,14 @@ def elbo_surrogate(
         estimator: one of :data:`ESTIMATORS`.
         baseline: None or ``"loo"`` (score function only; needs ``num_particles >= 2``).
         num_particles: S >= 1 draws of z per image.
+        keep_score_term: exactly True or False (score function only): keep the mean-zero
+            term -∇φ log q in each draw (True) or drop it as the literature does (False).
 
     Returns:
         Shape ``(S, batch)``, with the graph to the model's parameters.
     """
     model = _check_model(model)
-    num_particles = _check_options(estimator, baseline, num_particles)
+    num_particles = _check_options(estimator, baseline, num_particles, keep_score_term)
     x = model.check_images(x, binary=True)
     num_particles = model.check_draws(num_particles, x.shape[0], name="num_particles")
     if estimator != "score_function":
@@ -109,8 +125,10 @@ def elbo_surrogate(
     q = model.encode(x)
     z = q.sample((num_particles,))  # (S, B, L): no path from z back to the encoder
     log_q = q.log_prob(z)  # (S, B): graph to the encoder through loc and scale
-    log_w = model.log_joint(x, z) - log_q  # (S, B): graph to the decoder and the encoder
-    surrogate = score_function_surrogate(log_q, log_w, baseline) + log_w
+    log_joint = model.log_joint(x, z)  # (S, B): graph to the decoder only
+    log_w = log_joint - log_q  # (S, B)
+    reinforce = score_function_surrogate(log_q, log_w, baseline)  # (log w - b) ∇φ log q
+    surrogate = reinforce + (log_w if keep_score_term else log_joint)
     return surrogate_objective(log_w, surrogate)
 
 
@@ -530,6 +548,7 @@ def gradient_draws(
     num_particles: int = 1,
     num_draws: int = 100,
     parameters=None,
+    keep_score_term: bool = False,
 ) -> Estimate:
     """Independent draws of the ELBO-gradient estimate at the model's current parameters.
 
@@ -543,7 +562,7 @@ def gradient_draws(
     Args:
         model: a :class:`companion.vae.VAE`; its ``.grad`` fields are left untouched.
         x: binary images, shape ``(batch, data_dim)``.
-        estimator, baseline, num_particles: as in :func:`elbo_surrogate`.
+        estimator, baseline, num_particles, keep_score_term: as in :func:`elbo_surrogate`.
         num_draws: R >= 2 independent draws.
         parameters: a sequence of the model's parameters to differentiate; default the
             encoder's (``model.encoder.parameters()``).
@@ -554,7 +573,7 @@ def gradient_draws(
         ``mean`` and ``stderr`` have shape ``(P,)``.
     """
     model = _check_model(model)
-    num_particles = _check_options(estimator, baseline, num_particles)
+    num_particles = _check_options(estimator, baseline, num_particles, keep_score_term)
     num_draws = check_positive_int("num_draws", num_draws, minimum=2)
     params = _check_parameters(parameters, model)
     x = model.check_images(x, binary=True)
@@ -564,7 +583,12 @@ def gradient_draws(
     rows = torch.empty(num_draws, size, dtype=params[0].dtype, device=params[0].device)
     for r in range(num_draws):
         value = elbo_surrogate(
-            model, x, estimator=estimator, baseline=baseline, num_particles=num_particles
+            model,
+            x,
+            estimator=estimator,
+            baseline=baseline,
+            num_particles=num_particles,
+            keep_score_term=keep_score_term,
         ).mean()
         grads = torch.autograd.grad(value, params, allow_unused=True)
         rows[r] = torch.cat(

@@ -307,6 +307,41 @@ class VAE(nn.Module):
         return self._decode(self.encode(x).mean).mean
 
 
+EVAL_BYTES = 2**25
+"""Evaluation budget: :func:`iwae_bound` and :func:`log_likelihood` score images in groups
+whose ``(k, group, max(D, H, L))`` tensors take at most this many bytes (32 MiB), so that
+memory stays bounded (a few such tensors live at once) however many images are scored:
+10,000 MNIST test images at k = 50 in float32 would otherwise make 1.6 GB tensors."""
+
+
+def _groups(model: VAE, count: int, batch: int) -> list:
+    """Slices of the ``batch`` images, each small enough for ``count`` draws in EVAL_BYTES."""
+    width = max(model.data_dim, model.hidden_dim, model.latent_dim)
+    size = max(1, EVAL_BYTES // (count * width * model.prior_loc.element_size()))
+    return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
+
+
+def _log_weights_grouped(model: VAE, x: torch.Tensor, count: int) -> torch.Tensor:
+    """log w for ``count`` draws per image, ``(count, batch)``, computed image group by group.
+
+    The noise is drawn at once, eps of shape ``(count, batch, L)`` (the draws
+    :meth:`VAE.log_weights` would make), and z = loc + scale * eps is decoded one group of
+    images at a time: the result does not depend on the grouping, only the memory does.
+    """
+    q = model._encode(x)
+    loc, scale = q.base_dist.loc, q.base_dist.scale  # (B, L) each
+    # The standard normals Normal.rsample draws (the same stream, and the same patch point).
+    eps = torch.distributions.normal._standard_normal(
+        (count, *loc.shape), dtype=loc.dtype, device=loc.device
+    )  # (count, B, L)
+    parts = []
+    for g in _groups(model, count, x.shape[0]):
+        z = loc[g] + eps[:, g] * scale[g]  # (count, G, L), as Normal.rsample computes it
+        q_g = Independent(Normal(loc[g], scale[g], validate_args=False), 1)
+        parts.append(model._log_joint(x[g], z) - q_g.log_prob(z))  # (count, G)
+    return torch.cat(parts, dim=1)
+
+
 def _check_model(model) -> VAE:
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a companion.vae.VAE, got {describe(model)}")
@@ -319,21 +354,25 @@ def iwae_bound(model: VAE, x, k: int = 1) -> torch.Tensor:
     Burda, Grosse & Salakhutdinov (2016, Theorem 1): E[L_1] = ELBO <= E[L_k] <= E[L_{k+1}]
     <= log p(x), and L_k -> log p(x) as k grows when the weights are bounded. Computed
     stably with logsumexp; the graph is kept, so L_k can be maximized directly (the IWAE
-    objective). All k draws are made at once: for large k use :func:`log_likelihood`.
+    objective). All k draws are made at once (for large k use :func:`log_likelihood`), and
+    the images are decoded in groups that fit :data:`EVAL_BYTES`, so that under
+    ``torch.no_grad()`` memory does not grow with the number of images (with a graph, the
+    graph itself grows with k times the batch). The noise is drawn for all images first,
+    so the values do not depend on the grouping.
 
     Args:
         model: a :class:`VAE`.
         x: binary images, shape ``(batch, data_dim)``.
-        k: k >= 1 importance samples per image; a k whose ``(k, batch, max(D, H, L))``
-            tensors cannot fit in memory raises ValueError.
+        k: k >= 1 importance samples per image; a k whose ``(k, 1, max(D, H, L))``
+            tensors (one image) cannot fit in memory raises ValueError.
 
     Returns:
         One draw of L_k per image, shape ``(batch,)``, in nats.
     """
     model = _check_model(model)
     x = model.check_images(x, binary=True)
-    k = model.check_draws(k, x.shape[0], name="k")
-    return torch.logsumexp(model.log_weights(x, k), dim=0) - math.log(k)
+    k = model.check_draws(k, 1, name="k")
+    return torch.logsumexp(_log_weights_grouped(model, x, k), dim=0) - math.log(k)
 
 
 @torch.no_grad()
@@ -344,14 +383,16 @@ def log_likelihood(model: VAE, x, k: int = 5000, *, chunk_size: int = 1000) -> t
     w_j is unbiased for p(x), so by Jensen's inequality E[log p̂(x)] <= log p(x): the
     estimate is a *stochastic lower bound*, consistent as k -> infinity, with a bias of
     about Var[w] / (2 k p(x)²). Log weights are computed ``chunk_size`` draws at a time and
-    merged with logsumexp, so memory does not grow with k.
+    merged with logsumexp, so memory does not grow with k, and each chunk decodes the
+    images in groups that fit :data:`EVAL_BYTES`, so memory does not grow with the number
+    of images either.
 
     Args:
         model: a :class:`VAE`.
         x: binary images, shape ``(batch, data_dim)``.
         k: k >= 1 importance samples per image, with k * batch <= :data:`MAX_LOG_WEIGHTS`.
-        chunk_size: draws per chunk, >= 1; a chunk whose ``(chunk, batch, max(D, H, L))``
-            tensors cannot fit in memory raises ValueError.
+        chunk_size: draws per chunk, >= 1; a chunk whose ``(chunk, 1, max(D, H, L))``
+            tensors (one image) cannot fit in memory raises ValueError.
 
     Returns:
         Shape ``(batch,)``, in nats, without a graph.
@@ -367,13 +408,20 @@ def log_likelihood(model: VAE, x, k: int = 5000, *, chunk_size: int = 1000) -> t
             f"to days of computation); use a smaller k"
         )
     chunk_name = "chunk_size" if chunk_size < k else "k"  # the one that sets the chunk
-    model.check_draws(min(k, chunk_size), x.shape[0], name=chunk_name)
+    model.check_draws(min(k, chunk_size), 1, name=chunk_name)
     total = None
     for start in range(0, k, chunk_size):
-        lw = model.log_weights(x, min(chunk_size, k - start))  # (chunk, B)
+        lw = _log_weights_grouped(model, x, min(chunk_size, k - start))  # (chunk, B)
         part = torch.logsumexp(lw, dim=0)  # (B,)
         total = part if total is None else torch.logaddexp(total, part)
     return total - math.log(k)
 
 
-__all__ = ["VAE", "iwae_bound", "log_likelihood", "SCALE_FLOOR", "MAX_LOG_WEIGHTS"]
+__all__ = [
+    "VAE",
+    "iwae_bound",
+    "log_likelihood",
+    "SCALE_FLOOR",
+    "MAX_LOG_WEIGHTS",
+    "EVAL_BYTES",
+]

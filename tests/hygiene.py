@@ -15,20 +15,31 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 BOOTSTRAP_TEMPLATE = """\
-# Install the companion package when it is missing (Colab, a fresh environment),
-# at the release that matches this book.
-import importlib.util, subprocess, sys
-if importlib.util.find_spec("companion") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "git+{url}@v{version}"], check=True)"""
-"""The first code cell of every notebook: the repository from _config.yml, the version from
-companion/__init__.py (each release is tagged v<version>)."""
+# Install the companion package when it is missing or is not the version this chapter
+# needs (Colab, a fresh environment), from the branch the book is published from.
+import importlib, importlib.metadata, subprocess, sys
+NEEDS = "{version}"
+try:
+    found = importlib.metadata.version("companion")
+except importlib.metadata.PackageNotFoundError:
+    found = None
+if found != NEEDS:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--upgrade",
+                    "git+{url}@{branch}"], check=True)
+    importlib.invalidate_caches()
+    found = importlib.metadata.version("companion")
+    if found != NEEDS:
+        raise RuntimeError(f"this chapter needs companion {{NEEDS}}; {branch} has {{found}}")"""
+"""The first code cell of every notebook: the repository and branch from _config.yml, the
+version from companion/__init__.py. The branch is the one the chapter itself is opened from
+(Colab's button opens it there), so chapter and package always come from the same commit."""
 
 EXERCISE_LABEL = re.compile(r"```\{exercise(?:-start)?\}[^\n]*\n:label: (\S+)")
 SOLUTION_OF = re.compile(r"```\{solution(?:-start)?\} (\S+)")
 SEED_CALL = re.compile(r"\bseed_everything\(\s*\d+\s*\)")
 BUDGET_CALL = re.compile(r"\bstart_chapter\(\s*[\"'][\w-]+[\"']\s*,\s*max_checks=\s*\d+")
-INSTALL_URL = re.compile(r"git\+(\S+?)@v?([^\"\s]+)")
+INSTALL_URL = re.compile(r"git\+(\S+?)@([^\"\s]+)\"")
+NEEDS_VERSION = re.compile(r'^NEEDS = "([^"]+)"', re.MULTILINE)
 VERSION = re.compile(r'^__version__ = "([^"]+)"', re.MULTILINE)
 
 
@@ -43,7 +54,10 @@ def load_config(root: Path = ROOT) -> dict:
 
 def bootstrap_source(config: dict) -> str:
     """The bootstrap cell's source for the repository named in ``config``."""
-    return BOOTSTRAP_TEMPLATE.format(url=config["repository"]["url"], version=companion_version())
+    repo = config["repository"]
+    return BOOTSTRAP_TEMPLATE.format(
+        url=repo["url"], branch=repo["branch"], version=companion_version()
+    )
 
 
 def toc_files(root: Path = ROOT) -> list[str]:
@@ -110,14 +124,20 @@ def notebook_problems(path: Path, config: dict) -> list[str]:
         return problems + [f"{name}: has no code cells"]
     first = source(cells[0])
     installs = INSTALL_URL.findall(first)
-    expected_url = config["repository"]["url"]
+    needs = NEEDS_VERSION.findall(first)
+    expected_url, branch = config["repository"]["url"], config["repository"]["branch"]
     if installs and installs[0][0] != expected_url:
         problems.append(
             f"{name}: bootstrap installs from {installs[0][0]}, but _config.yml says {expected_url}"
         )
-    elif installs and installs[0][1] != companion_version():
+    elif installs and installs[0][1] != branch:
         problems.append(
-            f"{name}: bootstrap installs companion {installs[0][1]}, but the package is "
+            f"{name}: bootstrap installs from branch {installs[0][1]}, but _config.yml "
+            f"publishes {branch}"
+        )
+    elif needs and needs[0] != companion_version():
+        problems.append(
+            f"{name}: bootstrap needs companion {needs[0]}, but the package is "
             f"{companion_version()}"
         )
     elif first != bootstrap_source(config):

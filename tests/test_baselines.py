@@ -32,6 +32,16 @@ def test_optimal_baseline_matches_its_formula():
     assert b[2] == 0.0
 
 
+def test_optimal_baseline_of_independent_batches_is_one_per_batch():
+    """f (N, R) and scores (N, R, D): column r gives the b* of batch r alone."""
+    f = torch.randn(6, 4, dtype=DT)
+    s = torch.randn(6, 4, 3, dtype=DT)
+    b = optimal_baseline(f, s)
+    assert b.shape == (4, 3)
+    for r in range(4):
+        torch.testing.assert_close(b[r], optimal_baseline(f[:, r], s[:, r]), rtol=1e-13, atol=0)
+
+
 def test_optimal_baseline_minimizes_the_sample_second_moment():
     """On the same samples, mean((f - b)² s_d²) is a parabola in b with its minimum at b*_d."""
     f = torch.randn(200, dtype=DT) ** 2
@@ -66,10 +76,11 @@ def test_optimal_baseline_of_the_gaussian_example():
         (
             (torch.zeros(5), torch.zeros(4, 2)),
             ValueError,
-            r"f_values must have shape \(N,\) and scores",
+            r"f_values must have shape \(N, \*batch\) and scores",
         ),
         ((torch.zeros(5, 1), torch.zeros(5, 2)), ValueError, "f_values must have shape"),
-        ((torch.zeros(5), torch.zeros(5)), ValueError, r"scores shape \(N, D\)"),
+        ((torch.zeros(5), torch.zeros(5)), ValueError, r"scores shape \(N, \*batch, D\)"),
+        ((torch.zeros(5, 3), torch.zeros(5, 4, 2)), ValueError, "on the same draws"),
         ((torch.zeros(1), torch.zeros(1, 2)), ValueError, "at least 2 samples"),
         (
             (torch.tensor([0.0, float("nan")]), torch.zeros(2, 2)),

@@ -36,7 +36,7 @@ def test_default_graph_has_five_labelled_nodes_and_all_arrows(ax):
     expected = (
         {f"forward-{i}" for i in range(4)}
         | {f"backward-{i}" for i in range(4)}
-        | {"detour-score-function", "detour-pathwise"}
+        | {"detour-score-function", "detour-measure-valued", "detour-pathwise"}
     )
     assert set(arrows) == expected
     # nodes left to right, in the order of the labels
@@ -58,11 +58,15 @@ def test_arrow_colours_and_the_cut_edge(ax):
     (cross,) = [line for line in ax.get_lines() if line.get_gid() == "cut"]
     start, end = arrows["backward-1"]._posA_posB
     assert min(start[0], end[0]) < cross.get_xdata()[0] < max(start[0], end[0])
-    # detours: score function from f(x) (node 3) to p_θ (node 1), pathwise from x (2) to θ (0)
+    # detours: score function and measure-valued from f(x) (node 3) to p_θ (node 1), above
+    # the nodes; pathwise from x (2) to θ (0), below them
     nodes = _by_gid(ax, FancyBboxPatch)
     centre = {i: nodes[f"node-{i}"].get_x() + nodes[f"node-{i}"].get_width() / 2 for i in range(5)}
-    (a, b) = arrows["detour-score-function"]._posA_posB
-    assert (a[0], b[0]) == pytest.approx((centre[3], centre[1]))
+    for gid in ("detour-score-function", "detour-measure-valued"):
+        (a, b) = arrows[gid]._posA_posB
+        assert (a[0], b[0]) == pytest.approx((centre[3], centre[1]))
+        assert a[1] > 0 and b[1] > 0
+        assert to_hex(arrows[gid].get_edgecolor()) == GRAPH_COLORS[gid.removeprefix("detour-")]
     (a, b) = arrows["detour-pathwise"]._posA_posB
     assert (a[0], b[0]) == pytest.approx((centre[2], centre[0]))
 
@@ -94,8 +98,10 @@ def test_bad_input(ax):
         draw_computational_graph(ax, cut_edge=0)
     with pytest.raises(ValueError, match="detours need a node before the cut edge"):
         draw_computational_graph(ax, cut_edge=None)
-    with pytest.raises(TypeError, match="detour_labels must be two strings"):
+    with pytest.raises(TypeError, match="detour_labels must be three strings"):
         draw_computational_graph(ax, detour_labels=("only one",))
+    with pytest.raises(TypeError, match="detour_labels must be three strings"):
+        draw_computational_graph(ax, detour_labels=DETOUR_LABELS[:2])
 
 
 # ---------------------------------------------------------------- adversarial input
@@ -111,8 +117,8 @@ def test_bad_input(ax):
         (dict(cut_edge=-1), ValueError, r"cut_edge must be in \[0, 3\]"),
         (dict(labels=(label for label in GRAPH_LABELS)), TypeError, "labels must be a sequence"),
         (dict(labels=[]), ValueError, "at least 2 nodes, got 0"),
-        (dict(detour_labels="ab"), TypeError, "detour_labels must be two strings"),
-        (dict(detour_labels=("a", 2)), TypeError, "detour_labels must be two strings"),
+        (dict(detour_labels="abc"), TypeError, "detour_labels must be three strings"),
+        (dict(detour_labels=("a", "b", 2)), TypeError, "detour_labels must be three strings"),
     ],
 )
 def test_bad_input_draws_nothing(ax, kwargs, error, match):
@@ -127,3 +133,22 @@ def test_numpy_edge_index_and_tuple_labels(ax):
 
     draw_computational_graph(ax, tuple(GRAPH_LABELS), cut_edge=np.int64(1))
     assert len(_by_gid(ax, FancyBboxPatch)) == 5
+
+
+def test_the_three_detours_are_the_three_families(ax):
+    """Two derivatives of the distribution (score function, measure-valued) and one of the
+    path (pathwise), each labelled, in its own colour, the measure-valued arc outside the
+    score-function arc."""
+    draw_computational_graph(ax)
+    assert len(DETOUR_LABELS) == 3
+    assert [label.split(":")[0] for label in DETOUR_LABELS] == [
+        "score function",
+        "measure-valued",
+        "pathwise",
+    ]
+    colours = {GRAPH_COLORS[k] for k in ("score-function", "measure-valued", "pathwise")}
+    assert len(colours) == 3
+    arrows = _by_gid(ax, FancyArrowPatch)
+    inner = arrows["detour-score-function"].get_path().get_extents().y1
+    outer = arrows["detour-measure-valued"].get_path().get_extents().y1
+    assert outer > inner

@@ -72,5 +72,5 @@ def test_the_pin_is_what_the_site_configuration_serves():
 
     config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
     assert config["mathjax_path"] == "mathjax/tex-mml-chtml.js"
-    assert config["html_static_path"] == [fetch_mathjax.DEST.parent.name]
+    assert fetch_mathjax.DEST.parent.name in config["html_static_path"]
     assert fetch_mathjax.KEEP[0] == "tex-mml-chtml.js"

@@ -1,11 +1,24 @@
 """Tests of companion.guide: every rule of recommend(), its input checks, and the flow chart."""
 
+import itertools
+from types import SimpleNamespace
+
 import matplotlib.pyplot as plt
 import pytest
 from matplotlib.colors import to_hex
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from companion.guide import GUIDE_EDGES, GUIDE_NODES, Recommendation, draw_decision_guide, recommend
+from companion.guide import (
+    GUIDE_EDGES,
+    GUIDE_LEAVES,
+    GUIDE_NODES,
+    GUIDE_QUESTIONS,
+    GUIDE_RULES,
+    Recommendation,
+    draw_decision_guide,
+    guide_leaf,
+    recommend,
+)
 from companion.plotting import COLORS
 
 
@@ -29,11 +42,15 @@ def test_smooth_f_and_rsample_puts_pathwise_first():
     assert got == ["pathwise", "score function + leave-one-out", "measure-valued (coupled)"]
 
 
-def test_a_step_function_drops_pathwise():
+def test_a_step_function_drops_pathwise_and_offers_control_variates():
     got = names(
         differentiable_f=False, reparameterizable=True, discrete=False, budget=100, gaussian=True
     )
-    assert got == ["score function + leave-one-out", "measure-valued (coupled)"]
+    assert got == [
+        "score function + leave-one-out",
+        "measure-valued (coupled)",
+        "control variates (REBAR, RELAX, learned baselines)",
+    ]
 
 
 def test_one_evaluation_leaves_a_constant_baseline_and_no_two_sided_estimator():
@@ -45,28 +62,44 @@ def test_one_evaluation_leaves_a_constant_baseline_and_no_two_sided_estimator():
         gaussian=True,
         bias_ok=True,
     )
-    assert got == ["score function + constant baseline"]
+    assert got[0] == "score function + constant baseline"
+    assert "measure-valued (coupled)" not in got and "finite differences + CRN" not in got
 
 
-def test_measure_valued_needs_2d_evaluations():
+def test_measure_valued_needs_2d_evaluations_and_names_both_coordinates():
     kwargs = dict(differentiable_f=False, reparameterizable=True, discrete=False, gaussian=True)
     assert "measure-valued (coupled)" not in names(budget=9, num_params=5, **kwargs)
-    assert "measure-valued (coupled)" in names(budget=10, num_params=5, **kwargs)
+    recs = recommend(budget=10, num_params=5, **kwargs)
+    (mvd,) = [r for r in recs if r.estimator == "measure-valued (coupled)"]
+    assert "2D = 10" in mvd.reason
+    assert "measure_valued_gaussian_mean" in mvd.reason
+    assert "measure_valued_gaussian_scale" in mvd.reason
 
 
-def test_discrete_x_gets_relaxations_only_when_bias_is_ok_and_f_is_differentiable():
+def test_discrete_x_with_a_bias_allowed_puts_relaxations_first():
     base = dict(reparameterizable=False, discrete=True, budget=4)
-    assert names(differentiable_f=True, **base) == ["score function + leave-one-out"]
-    assert names(differentiable_f=True, bias_ok=True, **base) == [
+    assert names(differentiable_f=True, **base) == [
         "score function + leave-one-out",
+        "control variates (REBAR, RELAX, learned baselines)",
+    ]
+    assert names(differentiable_f=True, bias_ok=True, **base) == [
         "Gumbel-softmax (Concrete)",
         "straight-through",
-        "finite differences + CRN",
-    ]
-    assert names(differentiable_f=False, bias_ok=True, **base) == [
         "score function + leave-one-out",
+        "control variates (REBAR, RELAX, learned baselines)",
         "finite differences + CRN",
     ]
+    # a bias is allowed but f is not differentiable: no relaxation
+    assert names(differentiable_f=False, bias_ok=True, **base)[0] == (
+        "score function + leave-one-out"
+    )
+
+
+def test_few_values_are_enumerated():
+    base = dict(differentiable_f=False, reparameterizable=False, discrete=True, budget=8)
+    assert names(num_values=8, **base) == ["enumeration (Rao–Blackwellization)"]
+    assert names(num_values=9, **base)[0] == "score function + leave-one-out"
+    assert names(**base)[0] == "score function + leave-one-out"  # unknown count
 
 
 def test_finite_differences_need_bias_ok_and_two_samples_of_2d_evaluations():
@@ -88,7 +121,15 @@ def test_a_moving_support_replaces_the_plain_score_function():
         budget=10,
     )
     assert got == ["pathwise", "score function + boundary term"]
-    assert "score function + leave-one-out" not in got
+    # a step f on U(0, θ): pathwise would return zero; the boundary term comes first
+    got = names(
+        differentiable_f=False,
+        reparameterizable=True,
+        discrete=False,
+        support_depends_on_theta=True,
+        budget=10,
+    )
+    assert got == ["score function + boundary term"]
 
 
 def test_unbiased_flags_and_reasons():
@@ -100,6 +141,88 @@ def test_unbiased_flags_and_reasons():
         assert isinstance(r, Recommendation) and r.reason
         assert r.unbiased == (r.estimator not in biased)
         assert str(r).startswith(f"{r.estimator} ({'unbiased' if r.unbiased else 'biased'}): ")
+
+
+# ---------------------------------------------------------------- the chart and recommend agree
+
+
+def _all_answers():
+    """Every valid combination of the answers, over budgets and sizes that cross each rule."""
+    for flags in itertools.product([False, True], repeat=6):
+        diff, rep, disc, moving, bias, gauss = flags
+        for budget, num_params, num_values in itertools.product(
+            (1, 2, 4, 8), (1, 2), (None, 2, 8, 16)
+        ):
+            kwargs = dict(
+                differentiable_f=diff,
+                reparameterizable=rep,
+                discrete=disc,
+                support_depends_on_theta=moving,
+                bias_ok=bias,
+                gaussian=gauss,
+                budget=budget,
+                num_params=num_params,
+                num_values=num_values,
+            )
+            try:
+                yield kwargs, recommend(**kwargs)
+            except ValueError:
+                continue
+
+
+def _chart_paths(ax):
+    """Every root-to-leaf path of the drawn chart: [(question, answer), ...], leaf."""
+    arrows = [p.get_gid().split("-", 1)[1] for p in ax.patches if p.get_gid().startswith("arrow")]
+    children = {}
+    for a, b, label in GUIDE_EDGES:
+        assert f"{a}-{b}" in arrows  # the edge of the table is drawn
+        children.setdefault(a, []).append((b, label))
+    paths, stack = [], [("discrete", [])]
+    while stack:
+        node, path = stack.pop()
+        if node in GUIDE_LEAVES:
+            paths.append((path, node))
+            continue
+        for child, label in children[node]:
+            stack.append((child, path + [(node, label == "yes")]))
+    return paths
+
+
+def test_every_path_of_the_chart_ends_at_recommends_first_choice(ax):
+    draw_decision_guide(ax)
+    texts = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
+    answers = list(_all_answers())
+    paths = _chart_paths(ax)
+    assert sorted(leaf for _, leaf in paths) == sorted(GUIDE_LEAVES)  # each leaf, one path
+    for path, leaf in paths:
+        reached = 0
+        for kwargs, recs in answers:
+            a = SimpleNamespace(**kwargs, moving=kwargs["support_depends_on_theta"])
+            if all(GUIDE_QUESTIONS[q][1](a) == yes for q, yes in path):
+                reached += 1
+                first = GUIDE_RULES[GUIDE_LEAVES[leaf][0]]
+                assert recs[0].estimator == first.name(a), (path, kwargs)
+                assert texts[f"text-{leaf}"].startswith(first.label)
+                assert recs[0].unbiased == first.unbiased
+        assert reached, f"no answer reaches the leaf {leaf}"
+
+
+def test_the_first_rule_of_every_leaf_always_applies():
+    for kwargs, recs in _all_answers():
+        assert recs, kwargs
+
+
+def test_guide_leaf_refuses_answers_without_the_attributes():
+    with pytest.raises(TypeError, match="answers must carry"):
+        guide_leaf(SimpleNamespace(discrete=True))
+    assert (
+        guide_leaf(
+            SimpleNamespace(
+                discrete=False, differentiable_f=False, reparameterizable=True, moving=True
+            )
+        )
+        == "boundary"
+    )
 
 
 @pytest.mark.parametrize(
@@ -117,6 +240,27 @@ def test_unbiased_flags_and_reasons():
             "discrete x has no rsample",
         ),
         ({"gaussian": True, "support_depends_on_theta": True}, ValueError, "does not move"),
+        (
+            {"discrete": True, "reparameterizable": False, "support_depends_on_theta": True},
+            ValueError,
+            "fixed",
+        ),
+        ({"num_values": 4}, ValueError, "only with discrete=True"),
+        (
+            {"discrete": True, "reparameterizable": False, "num_values": 1},
+            ValueError,
+            "num_values must be an integer >= 2",
+        ),
+        (
+            {"discrete": True, "reparameterizable": False, "num_values": 2.0},
+            TypeError,
+            "num_values must be an integer",
+        ),
+        (
+            {"discrete": True, "reparameterizable": False, "num_values": True},
+            TypeError,
+            "num_values must be an integer",
+        ),
     ],
 )
 def test_bad_inputs_raise_naming_the_argument(kwargs, error, message):
@@ -146,11 +290,14 @@ def test_the_chart_draws_every_box_and_arrow(ax):
     boxes = {p.get_gid(): p for p in ax.patches if isinstance(p, FancyBboxPatch)}
     arrows = {p.get_gid(): p for p in ax.patches if isinstance(p, FancyArrowPatch)}
     assert set(boxes) == {f"box-{key}" for key in GUIDE_NODES}
-    assert set(arrows) == {f"arrow-{a}-{b}" for a, b, _ in GUIDE_EDGES}
+    assert set(arrows) == {f"arrow-{a}-{b}" for a, b, _ in GUIDE_EDGES} | {
+        "link-sf-discrete-control",
+        "link-sf-continuous-control",
+    }
     texts = [t.get_text() for t in ax.texts]
     for text, _, _ in GUIDE_NODES.values():
         assert text in texts
-    assert texts.count("yes") == texts.count("no") == 4
+    assert texts.count("yes") == texts.count("no") == len(GUIDE_QUESTIONS)
     assert not ax.axison
 
 

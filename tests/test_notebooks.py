@@ -148,17 +148,31 @@ def test_an_exercise_without_a_solution_is_caught(tmp_path, good_notebook):
     assert problems == ["chapter.ipynb: exercise ex-orphan has no solution"]
 
 
-def test_a_bootstrap_pinned_to_another_release_is_caught(tmp_path, good_notebook):
+def test_a_bootstrap_needing_another_version_is_caught(tmp_path, good_notebook):
     nb = copy.deepcopy(good_notebook)
     config = load_config()
     cell = [c for c in nb["cells"] if c["cell_type"] == "code"][0]
-    cell["source"] = bootstrap_source(config).replace(f"@v{companion_version()}", "@v0.0.1")
+    cell["source"] = bootstrap_source(config).replace(
+        f'NEEDS = "{companion_version()}"', 'NEEDS = "0.0.1"'
+    )
     problems = notebook_problems(_write(tmp_path, nb), config)
     assert problems == [
         (
-            f"chapter.ipynb: bootstrap installs companion 0.0.1, but the package is "
+            f"chapter.ipynb: bootstrap needs companion 0.0.1, but the package is "
             f"{companion_version()}"
         )
+    ]
+
+
+def test_a_bootstrap_installing_from_another_branch_is_caught(tmp_path, good_notebook):
+    nb = copy.deepcopy(good_notebook)
+    config = load_config()
+    branch = config["repository"]["branch"]
+    cell = [c for c in nb["cells"] if c["cell_type"] == "code"][0]
+    cell["source"] = bootstrap_source(config).replace(f"@{branch}", "@v0.1.0")
+    problems = notebook_problems(_write(tmp_path, nb), config)
+    assert problems == [
+        f"chapter.ipynb: bootstrap installs from branch v0.1.0, but _config.yml publishes {branch}"
     ]
 
 
@@ -188,7 +202,7 @@ def test_a_chapter_without_objectives_summary_or_exercises_is_caught(tmp_path, g
 
 
 def test_the_release_version_agrees_everywhere():
-    """The notebooks install v<version>; the package and the citation file say the same."""
+    """The notebooks need <version>; the package and the citation file say the same."""
     version = companion_version()
     import companion
 

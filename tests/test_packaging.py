@@ -53,6 +53,7 @@ def test_the_wheel_holds_the_package_and_current_metadata(wheel):
             zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         )
     assert set(PACKAGE_FILES) <= names
+    assert "companion/results/vae_sweep.json" in names  # read by the VAE chapter
     assert not any(n.startswith(("tests/", "book/", "benchmarks/")) for n in names)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert meta["License-Expression"] == "MIT"  # an SPDX expression, not a table

@@ -41,6 +41,23 @@ def test_plot_running_mean_draws_mean_band_and_exact(ax):
     assert ax.get_lines()[1].get_ydata()[0] == 0.0
 
 
+def test_every_recurring_plot_labels_both_axes(ax):
+    """Symbol and axis agree: a running mean after n samples is drawn against n."""
+    import matplotlib.pyplot as plt
+
+    plot_running_mean(ax, running_mean(torch.randn(50, dtype=torch.float64)), exact=0.0)
+    assert ax.get_xlabel() == "number of samples $n$"
+    assert ax.get_ylabel() == r"running mean $\hat\mu_n$"
+    for draw in (
+        lambda a: plot_rate(a, [10, 100], [0.3, 0.1], sigma=1.0),
+        lambda a: plot_intervals(a, [0.0, 2.0], [1.0, 3.0], exact=0.5),
+    ):
+        fig, other = plt.subplots()
+        draw(other)
+        assert other.get_xlabel() and other.get_ylabel()
+        plt.close(fig)
+
+
 def test_plot_rate_draws_points_and_theory(ax):
     n = np.array([10, 100, 1000])
     plot_rate(ax, n, 2.0 / np.sqrt(n), sigma=2.0)

@@ -294,3 +294,94 @@ def test_reparameterization_kind_of_a_distribution_without_a_support():
         "none",
         "support not defined, no rsample",
     )
+
+
+# ---------------------------------------------------------------- the chapter's claims
+
+# The kinds Chapter 4 names in its text ("Reading the table by kind"), class by class.
+_CHAPTER_KINDS = {
+    "location-scale": [
+        "Normal",
+        "MultivariateNormal",
+        "LowRankMultivariateNormal",
+        "Laplace",
+        "Cauchy",
+        "Uniform",
+        "Exponential",
+        "Independent",
+    ],
+    "inverse CDF / transform": [
+        "LogNormal",
+        "Gumbel",
+        "Weibull",
+        "Pareto",
+        "Kumaraswamy",
+        "HalfNormal",
+        "HalfCauchy",
+        "ContinuousBernoulli",
+        "GeneralizedPareto",
+        "RelaxedBernoulli",
+        "RelaxedOneHotCategorical",
+    ],
+    "implicit": [
+        "Gamma",
+        "Chi2",
+        "StudentT",
+        "InverseGamma",
+        "FisherSnedecor",
+        "Wishart",
+        "Beta",
+        "Dirichlet",
+    ],
+    "none": [
+        "Bernoulli",
+        "Binomial",
+        "Categorical",
+        "Geometric",
+        "Multinomial",
+        "NegativeBinomial",
+        "OneHotCategorical",
+        "Poisson",
+        "VonMises",
+        "LKJCholesky",
+        "MixtureSameFamily",
+    ],
+    "straight-through (biased)": ["OneHotCategoricalStraightThrough"],
+}
+
+
+def test_the_kinds_named_in_chapter_4_are_those_of_the_installed_torch():
+    """Every class the chapter's text names has, in rsample_table(), the kind the text gives."""
+    kinds = {row.name: row.kind for row in rsample_table()}
+    wrong = [
+        (name, kind, kinds.get(name))
+        for kind, names in _CHAPTER_KINDS.items()
+        for name in names
+        if kinds.get(name) != kind
+    ]
+    assert not wrong, f"Chapter 4's text disagrees with the installed torch: {wrong}"
+
+
+def test_chapter_4_von_mises_exercise_premise_holds():
+    """ex-rp-von-mises rests on VonMises having no rsample, so that pathwise refuses it."""
+    from companion.estimators import pathwise
+
+    theta = torch.tensor([0.5, 2.0], dtype=DT)
+    assert not D.VonMises(theta[0], theta[1]).has_rsample
+    with pytest.raises(ValueError, match="no reparameterized sampler"):
+        pathwise(torch.cos, lambda t: D.VonMises(t[..., 0], t[..., 1]), theta, 10)
+
+
+def test_chapter_4_floor_gives_a_zero_estimate_and_one_warning():
+    """The chapter's floor example: every per-sample gradient is 0, and pathwise warns once."""
+    import warnings
+
+    from companion.estimators import pathwise
+    from companion.problems import normal_dist
+
+    seed_everything(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = pathwise(torch.floor, normal_dist, torch.tensor([1.0, 1.0], dtype=DT), 1000)
+    assert (est.samples == 0).all()
+    assert len(caught) == 1

@@ -110,6 +110,56 @@ def test_gradient_draws_is_an_estimate_of_replayed_draws():
     assert all(p.grad is None for p in model.parameters())  # .grad fields untouched
 
 
+def test_score_function_gradient_is_the_literature_form_and_the_kept_term_is_minus_the_score():
+    """Encoder gradient: (log w - b) ∇φ log q (NVIL form); keep_score_term adds -∇φ log q.
+
+    Replayed on the same noise against autograd of hand-built per-draw terms; the decoder's
+    gradient, ∇θ log p(x | z), is the same with and without the term.
+    """
+    model, x = _small(), _binary(3, 6)
+    enc, dec = list(model.encoder.parameters()), list(model.decoder.parameters())
+
+    def flat(value, params):
+        return torch.cat(
+            [g.flatten() for g in torch.autograd.grad(value, params, retain_graph=True)]
+        )
+
+    state = torch.get_rng_state()
+    draws = {}
+    for keep in (False, True):
+        torch.set_rng_state(state)
+        value = elbo_surrogate(
+            model,
+            x,
+            estimator="score_function",
+            baseline="loo",
+            num_particles=3,
+            keep_score_term=keep,
+        ).mean()
+        draws[keep] = (flat(value, enc), flat(value, dec))
+    torch.set_rng_state(state)
+    q = model.encode(x)
+    z = q.sample((3,))  # the same draws
+    log_q = q.log_prob(z)  # (S, B)
+    log_w = (model.log_joint(x, z) - log_q).detach()
+    b = (log_w.sum(0, keepdim=True) - log_w) / 2  # leave-one-out mean of the other two
+    reinforce = flat(((log_w - b) * log_q).mean(), enc)
+    minus_score = flat(-log_q.mean(), enc)
+    check_close("NVIL form", draws[False][0], reinforce, rtol=1e-12, atol=1e-14, verbose=False)
+    check_close(
+        "kept term = -score",
+        draws[True][0],
+        reinforce + minus_score,
+        rtol=1e-12,
+        atol=1e-14,
+        verbose=False,
+    )
+    check_close(
+        "decoder unchanged", draws[True][1], draws[False][1], rtol=1e-13, atol=1e-15, verbose=False
+    )
+    assert minus_score.abs().max() > 1e-3  # the term is not trivially zero here
+
+
 # ---------------------------------------------------------------- statistical layer
 
 
@@ -127,12 +177,13 @@ def test_gradient_estimators_agree_in_mean():
         "stl": {"estimator": "stl"},
         "score_function": {"estimator": "score_function"},
         "loo": {"estimator": "score_function", "baseline": "loo"},
+        "kept": {"estimator": "score_function", "baseline": "loo", "keep_score_term": True},
     }.items():
         draws[name] = gradient_draws(model, x, num_particles=400, num_draws=200, **kwargs)
     ref = draws["pathwise"]
     assert ref.mean.shape == (sum(p.numel() for p in model.encoder.parameters()),)
     assert ref.samples.shape == (200, 100)
-    for name in ("stl", "score_function", "loo"):
+    for name in ("stl", "score_function", "loo", "kept"):
         est = draws[name]
         check_close(
             f"{name} - pathwise",
@@ -216,6 +267,23 @@ def test_short_training_improves_test_elbo():
             lambda m: elbo_surrogate(m, torch.zeros(2, 6), baseline="loo", num_particles=2),
             ValueError,
             "applies to estimator='score_function' only",
+        ),
+        (
+            lambda m: elbo_surrogate(m, torch.zeros(2, 6), keep_score_term=True),
+            ValueError,
+            "keep_score_term=True applies to estimator='score_function' only",
+        ),
+        (
+            lambda m: elbo_surrogate(
+                m, torch.zeros(2, 6), estimator="score_function", keep_score_term="yes"
+            ),
+            TypeError,
+            "keep_score_term",
+        ),
+        (
+            lambda m: gradient_draws(m, torch.zeros(2, 6), estimator="stl", keep_score_term=True),
+            ValueError,
+            "keep_score_term=True applies to estimator='score_function' only",
         ),
         (
             lambda m: elbo_surrogate(m, torch.zeros(2, 6), num_particles=0),

@@ -120,12 +120,12 @@ def test_log_likelihood_merges_chunks_exactly(monkeypatch):
     table = torch.randn(100, 3) * 5  # fixed "log weights", consumed chunk by chunk
     used = []
 
-    def fake_log_weights(x, num_particles, **kwargs):
+    def fake_log_weights(model, x, num_particles):
         start = sum(used)
         used.append(num_particles)
         return table[start : start + num_particles]
 
-    monkeypatch.setattr(model, "log_weights", fake_log_weights)
+    monkeypatch.setattr(vae_module, "_log_weights_grouped", fake_log_weights)
     got = log_likelihood(model, x, k=100, chunk_size=30)
     assert used == [30, 30, 30, 10]
     check_close(
@@ -379,4 +379,64 @@ def test_vae_does_not_re_export_training_or_data():
         "log_likelihood",
         "SCALE_FLOOR",
         "MAX_LOG_WEIGHTS",
+        "EVAL_BYTES",
     }
+
+
+def test_grouped_evaluation_does_not_depend_on_the_grouping(monkeypatch):
+    """iwae_bound and log_likelihood give the same numbers on the same noise, in groups of 1."""
+    model, x = _small(), _binary(7, 6)
+    seed_everything(11)
+    state = torch.get_rng_state()
+    whole = (iwae_bound(model, x, k=5), log_likelihood(model, x, k=40, chunk_size=15))
+    seen = []
+    real = model._log_joint
+
+    def spy(x, z):
+        seen.append(x.shape[0])
+        return real(x, z)
+
+    monkeypatch.setattr(model, "_log_joint", spy)
+    monkeypatch.setattr(vae_module, "EVAL_BYTES", 1)  # one image per group
+    torch.set_rng_state(state)
+    grouped = (iwae_bound(model, x, k=5), log_likelihood(model, x, k=40, chunk_size=15))
+    assert set(seen) == {1} and len(seen) == 7 * (1 + 3)
+    for a, b in zip(whole, grouped):
+        check_close("grouped = whole", b, a.detach(), rtol=1e-12, atol=1e-12, verbose=False)
+
+
+_MNIST_SHAPED = """
+import resource, sys, time, torch
+from companion.vae import VAE, iwae_bound, log_likelihood
+torch.set_num_threads(2)
+torch.manual_seed(0)
+model = VAE(data_dim=784, latent_dim=16, hidden_dim=256).float()
+x = (torch.rand(10_000, 784) < 0.13).float()  # MNIST's shape and about its density of ones
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.no_grad():
+    began = time.perf_counter()
+    bound = iwae_bound(model, x, k=20)
+    log_p = log_likelihood(model, x, k=20, chunk_size=10)
+    seconds = time.perf_counter() - began
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, peak, seconds, bool(torch.isfinite(bound).all() and torch.isfinite(log_p).all()))
+"""
+
+
+def test_evaluation_of_mnist_sized_test_set_stays_under_a_binder_budget():
+    """10,000 images of 784 pixels, float32, L = 16, H = 256: peak memory under 1.5 GB.
+
+    Unbatched, iwae_bound at k = 20 would hold several (20, 10000, 784) float32 tensors of
+    0.63 GB each (at the IWAE paper's k = 50, 1.6 GB each). Synthetic binary images of
+    MNIST's shape (memory does not depend on the pixel values); run in a fresh process so
+    that its peak resident memory is its own.
+    """
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _MNIST_SHAPED], capture_output=True, text=True, check=True
+    ).stdout.split()
+    peak_kb, finite = int(out[1]), out[3] == "True"
+    assert finite
+    assert peak_kb < 1.5 * 2**20, f"peak resident memory {peak_kb / 2**20:.2f} GB"
