@@ -114,6 +114,9 @@ def notebook_problems(path: Path, config: dict) -> list[str]:
     kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
     if kernel != "python3":
         problems.append(f"{name}: kernelspec is {kernel!r}, expected 'python3'")
+    missing_ids = sum(1 for cell in nb["cells"] if not cell.get("id"))
+    if missing_ids:
+        problems.append(f"{name}: {missing_ids} cell(s) without an id (nbformat 4.5)")
     cells = code_cells(nb)
     for index, cell in enumerate(cells):
         if cell.get("outputs"):

@@ -138,6 +138,7 @@ def test_an_exercise_without_a_solution_is_caught(tmp_path, good_notebook):
     nb["cells"].append(
         {
             "cell_type": "markdown",
+            "id": "orphan-exercise",
             "metadata": {},
             "source": (
                 "```{exercise-start}\n:label: ex-orphan\n```\nProve it.\n```{exercise-end}\n```"
@@ -209,3 +210,10 @@ def test_the_release_version_agrees_everywhere():
     assert companion.__version__ == version
     citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     assert str(citation["version"]) == version
+
+
+def test_a_cell_without_an_id_is_caught(tmp_path, good_notebook):
+    nb = copy.deepcopy(good_notebook)
+    del nb["cells"][3]["id"]
+    problems = notebook_problems(_write(tmp_path, nb), load_config())
+    assert problems == ["chapter.ipynb: 1 cell(s) without an id (nbformat 4.5)"]
