@@ -22,9 +22,11 @@ from numpy.polynomial.legendre import leggauss
 
 from ._validation import (
     as_finite_tensor,
+    check_allocation,
     check_bool,
     check_callable,
     check_positive_int,
+    check_real,
     describe,
     evaluate_f,
 )
@@ -98,6 +100,9 @@ def _check_f(f, loc, scale, jumps, step, num_nodes):
     if not 0 < step < scale:
         raise ValueError(f"step must be in (0, scale) so that σ - h > 0, got {step}")
     num_nodes = check_positive_int("num_nodes", num_nodes, minimum=2)
+    # the largest tensor: the (m, u) grid of num_nodes² nodes (without jumps), else a piece
+    grid = num_nodes * (len(jumps) + 1) if jumps else num_nodes**2
+    check_allocation("num_nodes", num_nodes, 8 * grid)
     return loc, scale, jumps, step, num_nodes
 
 
@@ -278,9 +283,14 @@ def gaussian_rows_measured(
             f"baselines must be a dict of row name to baseline, got {describe(baselines)}"
         )
     num_samples = check_positive_int("num_samples", num_samples, minimum=2)
-    num_independent = check_positive_int(
-        "num_independent", num_samples if num_independent is None else num_independent, minimum=2
-    )
+    check_allocation("num_samples", num_samples, 8 * 4 * num_samples)
+    if num_independent is None:
+        num_independent = num_samples
+    else:  # refused here, under its own name (finite_difference would say num_samples)
+        num_independent = check_positive_int("num_independent", num_independent, minimum=2)
+        check_allocation("num_independent", num_independent, 8 * 4 * num_independent)
+    # before any row runs: step, which only the finite-difference rows read
+    check_real("step", step, positive=True)
     theta = torch.tensor([loc, scale], dtype=torch.float64)
     runs = {
         name: score_function(f, normal_dist, theta, num_samples, baseline=b)
@@ -336,8 +346,15 @@ def leave_one_out_batches(f, dist_fn, theta, batch_size, num_batches) -> Estimat
         raise TypeError(f"theta must be a 1-D floating-point tensor, got {describe(theta)}")
     n = check_positive_int("batch_size", batch_size, minimum=2)
     r = check_positive_int("num_batches", num_batches, minimum=2)
+    check_allocation(  # N R copies of θ: both counts are the caller's, so name them both
+        "batch_size * num_batches", f"{n} * {r}", n * r * max(theta.numel(), 1) * 8
+    )
     copies = theta.detach().expand(n * r, -1).clone().requires_grad_()  # one θ per draw
     dist = dist_fn(copies)
+    if not isinstance(dist, torch.distributions.Distribution):
+        raise TypeError(
+            f"dist_fn must return a torch.distributions.Distribution, got {describe(dist)}"
+        )
     x = dist.sample()
     log_p = dist.log_prob(x).reshape(n * r, -1).sum(-1)  # (N R,)
     (scores,) = torch.autograd.grad(log_p.sum(), copies)  # row i: ∇θ log p(x_i; θ)

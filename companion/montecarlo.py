@@ -279,7 +279,14 @@ def stratified_expectation(
     check_distribution("dist", dist)
     num_strata = check_positive_int("num_strata", num_strata)
     num_per_stratum = check_positive_int("num_per_stratum", num_per_stratum, minimum=2)
-    _check_draws("num_strata", num_strata, dist, per_count=num_per_stratum)
+    _check_draws("num_per_stratum", num_per_stratum, dist)
+    _check_draws("num_strata", num_strata, dist)
+    per_draw = dist.batch_shape.numel() * dist.event_shape.numel()
+    check_allocation(  # both counts are the caller's: name them both
+        "num_strata * num_per_stratum",
+        f"{num_strata} * {num_per_stratum}",
+        num_strata * num_per_stratum * per_draw * 8,
+    )
     inner = (*dist.batch_shape, *dist.event_shape)
     with torch.no_grad():
         dtype = dist.mean.dtype if dist.mean.is_floating_point() else torch.get_default_dtype()

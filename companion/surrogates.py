@@ -118,6 +118,7 @@ def batched_score_gradients(dist_fn, theta, x, f_values, *, baseline=None) -> to
         raise ValueError(
             f"x must have shape (N, R, *event_shape) with N >= 2, got shape {tuple(x.shape)}"
         )
+    check_finite("x", x.detach())
     if not isinstance(f_values, torch.Tensor) or f_values.is_complex():
         raise TypeError(f"f_values must be a real tensor of shape (N, R), got {describe(f_values)}")
     if tuple(f_values.shape) != tuple(x.shape[:2]):
@@ -128,7 +129,18 @@ def batched_score_gradients(dist_fn, theta, x, f_values, *, baseline=None) -> to
     flat = x.reshape(-1, *x.shape[2:])  # (N·R, *event_shape)
 
     def surrogate(copies):  # (N·R, D) ↦ (N·R,)
-        log_p = dist_fn(copies).log_prob(flat)
+        dist = dist_fn(copies)
+        if not isinstance(dist, torch.distributions.Distribution):
+            raise TypeError(
+                f"dist_fn must return a torch.distributions.Distribution, got {describe(dist)}"
+            )
+        try:
+            log_p = dist.log_prob(flat)
+        except (RuntimeError, ValueError) as err:  # a dtype or value the distribution refuses
+            raise ValueError(
+                f"x must hold draws of dist_fn(theta) that its log_prob accepts "
+                f"({describe(x)}): {err}"
+            ) from err
         if log_p.shape != flat.shape[:1]:
             raise ValueError(
                 f"dist_fn(copies of theta) must have batch shape (N·R,) = ({flat.shape[0]},), "

@@ -33,13 +33,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.distributions import Gamma, Normal, Poisson
+from torch.distributions import Bernoulli, Gamma, Normal, Poisson, Uniform
 
 import companion as C
 
@@ -546,6 +547,12 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                     ],
                 ),
                 "common_random_numbers": flag_bads(),
+                "scheme": [
+                    Bad('"backward"', "backward"),
+                    Bad("None", None),
+                    Bad("1", 1),
+                    Bad('"Central"', "Central"),
+                ],
             },
         )
     )
@@ -1609,6 +1616,46 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 # a huge budget or parameter count allocates nothing
                 "budget": count_bads(1, huge=False),
                 "num_params": count_bads(1, huge=False),
+                # num_values counts a discrete x's values: refused for a continuous x
+                "num_values": [Bad("2 with discrete=False", 2), Bad("1", 1), Bad("2.0", 2.0)],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "recommend",
+            C.recommend,
+            lambda: {
+                "differentiable_f": True,
+                "reparameterizable": False,
+                "discrete": True,
+                "budget": 4,
+                "num_params": 2,
+                "num_values": 2,
+            },
+            (),
+            # None is valid (the number of values is unknown); a huge number of values is
+            # valid too: it does not fit the budget, so enumeration is not recommended
+            {"num_values": count_bads(2, huge=False, none=False, extra=[Bad('"4"', "4")])},
+        )
+    )
+    T.append(
+        Target(
+            "guide_leaf",
+            C.guide_leaf,
+            lambda: {
+                "answers": SimpleNamespace(
+                    discrete=False, differentiable_f=True, reparameterizable=True
+                )
+            },
+            ("answers",),
+            {
+                "answers": [
+                    Bad("None", None),
+                    Bad("3", 3),
+                    Bad('"abc"', "abc"),
+                    Bad("answers missing attributes", SimpleNamespace(discrete=True)),
+                ]
             },
         )
     )
@@ -1896,6 +1943,7 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
         Bad("NaN", math.nan, True),
         Bad("True", True),
     ]
+    keep_score_term_bads = [*flag_bads(), Bad("1.0", 1.0)]
     T.append(
         Target(
             "elbo_surrogate",
@@ -1914,9 +1962,25 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "estimator": estimator_bads,
                 "baseline": option_baseline_bads,
                 "num_particles": count_bads(2),
+                "keep_score_term": keep_score_term_bads,
             },
         )
     )  # "loo" needs two particles
+    for estimator in ("pathwise", "stl"):  # the score term belongs to the score function
+        T.append(
+            Target(
+                "elbo_surrogate",
+                C.elbo_surrogate,
+                lambda estimator=estimator: {
+                    "model": vae(),
+                    "x": images(),
+                    "estimator": estimator,
+                    "num_particles": 2,
+                },
+                ("model", "x"),
+                {"keep_score_term": [Bad(f"True with estimator={estimator!r}", True)]},
+            )
+        )
     ckpt = tmp / "train" / "vae.pt"
     ckpt.parent.mkdir()
     (tmp / "garbage.pt").write_bytes(b"not a checkpoint")
@@ -2046,6 +2110,10 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "baseline": [Bad('"loo" with pathwise', "loo"), *option_baseline_bads],
                 "num_particles": count_bads(1),
                 "num_draws": count_bads(2),
+                "keep_score_term": [
+                    *keep_score_term_bads,
+                    Bad("True with estimator='pathwise'", True),
+                ],
                 # a generator of the model's parameters is valid (read once)
                 "parameters": [
                     Bad('"x"', "x"),
@@ -2088,6 +2156,528 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "train_elbo": [*history_bads, Bad("one epoch too many", [-50.0, -40.0, -30.0])],
                 "test_elbo": [*history_bads, Bad("one entry for two epochs", [-52.0])],
                 "seconds": [*history_bads, Bad("one entry for two epochs", [0.1])],
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ importance, stratification
+    is_values_bads = tensor_bads(
+        torch.ones(1),
+        torch.tensor(1.0),  # one sample, a scalar: no standard error
+        ints=False,  # integer (and boolean) samples are numbers
+    )
+    weights_bads = tensor_bads(
+        torch.ones(4),
+        torch.ones(3, 1),
+        ints=False,  # integer weights are numbers (a count of copies of each draw)
+        extra=[
+            Bad("a negative weight", fresh(lambda: torch.tensor([0.5, -1.0, 2.0]))),
+            Bad("all zero", fresh(lambda: torch.zeros(3))),
+            Bad("True", True),
+        ],
+    )
+    T.append(
+        Target(
+            "importance_sampling",
+            C.importance_sampling,
+            lambda: {
+                "values": torch.tensor([1.0, 2.0, 4.0]),
+                "weights": torch.tensor([0.5, 1.0, 2.0]),
+                "self_normalized": False,
+            },
+            ("values", "weights"),
+            {"values": is_values_bads, "weights": weights_bads, "self_normalized": flag_bads()},
+        )
+    )
+    T.append(
+        Target(
+            "importance_sampling",
+            C.importance_sampling,
+            lambda: {
+                "values": torch.tensor([1.0, 2.0, 4.0]),
+                "weights": torch.tensor([0.5, 1.0, 2.0]),
+                "self_normalized": True,
+            },
+            ("values", "weights"),
+            {"weights": weights_bads},
+        )
+    )
+    T.append(
+        Target(
+            "effective_sample_size",
+            C.effective_sample_size,
+            lambda: {"weights": torch.tensor([1.0, 1.0, 2.0])},
+            ("weights",),
+            {
+                "weights": tensor_bads(
+                    torch.ones(2, 2),
+                    torch.tensor(1.0),
+                    ints=False,  # integer weights are numbers
+                    extra=[
+                        Bad("a negative weight", fresh(lambda: torch.tensor([-1.0, 2.0]))),
+                        Bad("all zero", fresh(lambda: torch.zeros(3))),
+                        Bad("True", True),
+                    ],
+                )
+            },
+        )
+    )
+    T.append(
+        Target(
+            "stratified_expectation",
+            C.stratified_expectation,
+            lambda: {
+                "f": torch.exp,
+                "dist": Uniform(torch.tensor(0.0), torch.tensor(1.0)),
+                "num_strata": 10,
+                "num_per_stratum": 4,
+            },
+            ("f", "dist", "num_strata", "num_per_stratum"),
+            {
+                "f": f_bads,
+                "dist": [
+                    *NOT_DISTRIBUTIONS,
+                    Bad(
+                        "a distribution without icdf",
+                        fresh(lambda: Gamma(torch.tensor(2.0), torch.tensor(1.0))),
+                    ),
+                ],
+                "num_strata": count_bads(1, extra=[Bad("10**15", 10**15)]),
+                "num_per_stratum": count_bads(2),
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ smoothing
+    T.append(
+        Target(
+            "smoothed_gradient",
+            C.smoothed_gradient,
+            lambda: {
+                "f": lambda x: (x**2).sum(-1),
+                "dist_fn": lambda t: Normal(t, 1.0),
+                "theta": torch.zeros(3, dtype=torch.float64),
+                "num_directions": 10,
+                "smoothing": 0.1,
+                "directions": "gaussian",
+                "common_random_numbers": True,
+            },
+            ("f", "dist_fn", "theta", "num_directions"),
+            {
+                "f": callable_bads(*F_RETURNS),
+                "dist_fn": [
+                    Bad("None", None),
+                    Bad('"normal"', "normal"),
+                    Bad("3", 3),
+                    returning("a number", lambda t: 1),
+                    returning("an unbatched distribution", lambda t: Normal(t[0], 1.0)),
+                ],
+                "theta": tensor_bads(torch.tensor(0.0), extra=[Bad("a list", [0.0, 0.0, 0.0])]),
+                "num_directions": count_bads(2),
+                "smoothing": real_bads(positive=True),
+                "directions": [Bad('"normal"', "normal"), Bad("None", None), Bad("1", 1)],
+                "common_random_numbers": flag_bads(),
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ REBAR
+    T.append(
+        Target(
+            "conditional_logistic",
+            C.conditional_logistic,
+            lambda: {
+                "logits": torch.zeros(2),
+                "x": torch.tensor([1.0, 0.0]),
+                "v": torch.full((2,), 0.5),
+            },
+            ("logits", "x", "v"),
+            {
+                "logits": tensor_bads(extra=[Bad("a list", [0.0, 0.0])]),
+                "x": tensor_bads(
+                    torch.ones(3),
+                    extra=[
+                        Bad("a list", [1.0, 0.0]),
+                        Bad("0.5, not 0 or 1", fresh(lambda: torch.tensor([0.5, 0.0]))),
+                    ],
+                ),
+                "v": tensor_bads(
+                    torch.full((3,), 0.5),
+                    extra=[
+                        Bad("a list", [0.5, 0.5]),
+                        Bad("2.0, outside (0, 1)", fresh(lambda: torch.tensor([2.0, 0.5]))),
+                    ],
+                ),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "rebar_bernoulli",
+            C.rebar_bernoulli,
+            lambda: {
+                "f": lambda x: x.sum(-1),
+                "logits": torch.zeros(3),
+                "num_samples": 4,
+                "temperature": 0.5,
+                "eta": 1.0,
+            },
+            ("f", "logits", "num_samples"),
+            {
+                "f": callable_bads(*F_RETURNS, returning("x itself", lambda x: x)),
+                "logits": tensor_bads(torch.zeros(2, 2), extra=[Bad("a list", [0.0] * 3)]),
+                "num_samples": count_bads(2),
+                "temperature": real_bads(positive=True),
+                "eta": real_bads(extra=[Bad("shape (2,)", fresh(lambda: torch.ones(2)))]),
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ relaxations: reference MSE
+    T.append(
+        Target(
+            "mse_against_reference",
+            C.mse_against_reference,
+            lambda: {"samples": torch.randn(5, 2), "reference": torch.randn(4, 2), "batch": 2},
+            ("samples", "reference", "batch"),
+            {
+                # integer draws are numbers (a discrete estimator's values)
+                "samples": tensor_bads(torch.zeros(1, 2), torch.zeros(5, 3), ints=False),
+                "reference": tensor_bads(torch.zeros(1, 2), torch.zeros(3, 3), ints=False),
+                # a huge B is valid: the formula allocates nothing (the MSE of a mean of B)
+                "batch": count_bads(1, huge=False),
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ leave-one-out variance
+    moment_bads = [
+        Bad("-1", -1.0),
+        Bad("NaN", math.nan, True),
+        Bad("inf", math.inf, True),
+        Bad("1j", 1j, True),
+        Bad('"a"', "a"),
+        Bad("True", True),
+        Bad("None", None),
+        Bad("shape (3,)", fresh(lambda: torch.ones(3))),
+    ]
+    T.append(
+        Target(
+            "leave_one_out_variance",
+            C.leave_one_out_variance,
+            lambda: {
+                "mean_baseline_variance": torch.tensor([18.0, 96.0]),
+                "f_variance": 6.0,
+                "score_second_moment": torch.tensor([1.0, 2.0]),
+                "gradient": torch.tensor([2.0, 2.0]),
+                "num_samples": 2,
+            },
+            (
+                "mean_baseline_variance",
+                "f_variance",
+                "score_second_moment",
+                "gradient",
+                "num_samples",
+            ),
+            {
+                "mean_baseline_variance": moment_bads,
+                "f_variance": moment_bads,
+                "score_second_moment": moment_bads,
+                "gradient": moment_bads[1:],  # a gradient may be negative
+                # a huge N is valid: the formula allocates nothing
+                "num_samples": count_bads(2, huge=False),
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ batched score gradients
+    bernoulli_fn = lambda t: Bernoulli(logits=t[..., 0])  # noqa: E731
+    T.append(
+        Target(
+            "batched_score_gradients",
+            C.batched_score_gradients,
+            lambda: {
+                "dist_fn": bernoulli_fn,
+                "theta": torch.zeros(1),
+                "x": torch.zeros(2, 3),
+                "f_values": torch.zeros(2, 3),
+                "baseline": "loo",
+            },
+            ("dist_fn", "theta", "x", "f_values"),
+            {
+                "dist_fn": [
+                    Bad("None", None),
+                    Bad("3", 3),
+                    returning("a tensor", lambda t: t),
+                    returning(
+                        "a distribution of the wrong batch shape", lambda t: Bernoulli(logits=t)
+                    ),
+                ],
+                "theta": tensor_bads(torch.zeros(1, 1), extra=[Bad("a list", [0.0])]),
+                "x": tensor_bads(torch.zeros(3), torch.zeros(1, 3), extra=[Bad("a list", [[0.0]])]),
+                "f_values": tensor_bads(
+                    torch.zeros(2, 4),
+                    ints=False,  # integer rewards are numbers
+                    extra=[Bad("a list", [[0.0] * 3] * 2)],
+                ),
+                # None is valid (no baseline), and so are a number (a constant baseline) and
+                # shape (R,) = (3,) (one baseline per batch, broadcast along N)
+                "baseline": [
+                    *(b for b in baseline_bads if b.label != "shape (3,)"),
+                    Bad("shape (5,)", fresh(lambda: torch.ones(5))),
+                ],
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ measure-valued, scale
+    scale_noise = lambda: (  # noqa: E731
+        torch.zeros(10, dtype=torch.float64),
+        torch.ones(10, dtype=torch.float64),
+        torch.full((10,), 0.5, dtype=torch.float64),
+    )
+    T.append(
+        Target(
+            "measure_valued_gaussian_scale",
+            C.measure_valued_gaussian_scale,
+            lambda: {
+                "f": square,
+                "loc": 1.0,
+                "scale": 1.0,
+                "num_samples": 10,
+                "coupled": True,
+                "noise": scale_noise(),
+            },
+            ("f", "loc", "scale", "num_samples"),
+            {
+                "f": callable_bads(*F_RETURNS),
+                "loc": tensor_bads(torch.zeros(2, 2), empty=False, extra=[Bad("True", True)]),
+                "scale": tensor_bads(
+                    torch.ones(3),
+                    ints=False,
+                    empty=False,
+                    extra=[Bad("0", 0.0), Bad("-1", -1.0), Bad("True", True)],
+                ),
+                "num_samples": count_bads(2),
+                "coupled": flag_bads(),
+                # None is valid: noise drawn from the global generator
+                "noise": [
+                    Bad("3", 3),
+                    Bad("two entries", fresh(lambda: scale_noise()[:2])),
+                    Bad(
+                        "u above 1",
+                        fresh(lambda: (*scale_noise()[:2], torch.full((10,), 2.0))),
+                    ),
+                    Bad(
+                        "a wrong shape",
+                        fresh(lambda: tuple(t[:5] for t in scale_noise())),
+                    ),
+                    Bad(
+                        "inf m",
+                        fresh(
+                            lambda: (
+                                scale_noise()[0],
+                                torch.full((10,), math.inf),
+                                scale_noise()[2],
+                            )
+                        ),
+                        True,
+                    ),
+                ],
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ comparison
+    T.append(
+        Target(
+            "gaussian_rows_exact",
+            C.gaussian_rows_exact,
+            lambda: {
+                "f": square,
+                "loc": 1.0,
+                "scale": 1.0,
+                "f_prime": None,
+                "jumps": (),
+                "step": 0.1,
+                "num_nodes": 20,
+            },
+            ("f", "loc", "scale"),
+            {
+                "f": callable_bads(
+                    returning("a list", lambda x: x.tolist()),
+                    returning("NaN", lambda x: x * math.nan, True),
+                    returning("complex values", lambda x: x.to(torch.complex64), True),
+                ),
+                "loc": real_bads(),
+                "scale": real_bads(positive=True),
+                # None is valid: no pathwise row
+                "f_prime": [Bad('"x"', "x"), Bad("3", 3)],
+                "jumps": [Bad("2.0", 2.0), Bad('("a",)', ("a",)), Bad("(NaN,)", (math.nan,), True)],
+                "step": real_bads(extra=[Bad("2.0, above scale", 2.0), Bad("-0.1", -0.1)]),
+                "num_nodes": count_bads(2),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "gaussian_rows_measured",
+            C.gaussian_rows_measured,
+            lambda: {
+                "f": square,
+                "loc": 1.0,
+                "scale": 1.0,
+                "num_samples": 10,
+                "baselines": {},
+                "step": 0.1,
+                "differentiable_f": True,
+                "num_independent": None,
+            },
+            ("f", "loc", "scale", "num_samples"),
+            {
+                "f": callable_bads(*F_RETURNS[:2]),
+                "loc": real_bads(),
+                "scale": real_bads(positive=True),
+                "num_samples": count_bads(2),
+                "baselines": [Bad("None", None), Bad("[None]", [None]), Bad('"mean"', "mean")],
+                "step": real_bads(positive=True),
+                "differentiable_f": flag_bads(),
+                # None is valid: num_samples draws
+                "num_independent": count_bads(2, none=False),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "leave_one_out_batches",
+            C.leave_one_out_batches,
+            lambda: {
+                "f": square,
+                "dist_fn": C.normal_dist,
+                "theta": torch.tensor([0.0, 1.0]),
+                "batch_size": 2,
+                "num_batches": 4,
+            },
+            ("f", "dist_fn", "theta", "batch_size", "num_batches"),
+            {
+                "f": callable_bads(*F_RETURNS),
+                "dist_fn": dist_fn_bads[:5],
+                "theta": tensor_bads(
+                    torch.ones(1, 2), torch.tensor(1.0), extra=[Bad("a list", [0.0, 1.0])]
+                ),
+                "batch_size": count_bads(2),
+                "num_batches": count_bads(2),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "text_table",
+            C.text_table,
+            lambda: {"header": ["a"], "rows": [["1"]]},
+            ("header", "rows"),
+            {
+                "header": [Bad("None", None), Bad('"a"', "a"), Bad("[1]", [1])],
+                "rows": [
+                    Bad("None", None),
+                    Bad('"abc"', "abc"),
+                    Bad("a ragged row", [["1", "2"]]),
+                    Bad("[1]", [1]),
+                ],
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ policy gradients for LLMs
+    rewards = lambda: torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # noqa: E731
+    # integer and boolean rewards are valid (a verifier's pass/fail)
+    rewards_bads = tensor_bads(torch.zeros(1, 2), torch.tensor(1.0), ints=False)
+    T.append(
+        Target(
+            "rloo_advantages",
+            C.rloo_advantages,
+            lambda: {"rewards": rewards()},
+            ("rewards",),
+            {"rewards": rewards_bads},
+        )
+    )
+    T.append(
+        Target(
+            "grpo_advantages",
+            C.grpo_advantages,
+            lambda: {"rewards": rewards(), "scale": True, "eps": 1e-4},
+            ("rewards",),
+            {
+                "rewards": rewards_bads,
+                "scale": flag_bads(),
+                # 0 is valid: no guard against a group of equal rewards
+                "eps": real_bads(extra=[Bad("-1e-4", -1e-4), Bad("-1", -1.0)]),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "sequence_surrogate",
+            C.sequence_surrogate,
+            lambda: {
+                "token_log_probs": (-torch.rand(4, 2, 3)).requires_grad_(),
+                "advantages": torch.randn(4, 2),
+                "mask": torch.ones(4, 2, 3, dtype=torch.bool),
+                "length_norm": "constant",
+                "max_length": 3,
+            },
+            ("token_log_probs", "advantages", "mask"),
+            {
+                "token_log_probs": tensor_bads(torch.zeros(4, 2), torch.zeros(4, 2, 2)),
+                "advantages": tensor_bads(torch.zeros(4), torch.zeros(3, 2)),
+                "mask": [
+                    Bad("None", None),
+                    Bad('"abc"', "abc"),
+                    Bad("a float mask", fresh(lambda: torch.ones(4, 2, 3))),
+                    Bad("shape (4, 2, 2)", fresh(lambda: torch.ones(4, 2, 2, dtype=torch.bool))),
+                    Bad("all False", fresh(lambda: torch.zeros(4, 2, 3, dtype=torch.bool))),
+                    Bad("empty", fresh(lambda: torch.ones(0, dtype=torch.bool))),
+                ],
+                "length_norm": [Bad('"token"', "token"), Bad("None", None), Bad("1", 1)],
+                # None is valid: the longest sequence's length
+                "max_length": count_bads(1, huge=False, none=False, extra=[Bad("2 (< T = 3)", 2)]),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "per_token_kl",
+            C.per_token_kl,
+            lambda: {
+                "log_probs": torch.log(torch.rand(5)),
+                "ref_log_probs": torch.log(torch.rand(5)),
+                "kind": "k3",
+            },
+            ("log_probs", "ref_log_probs"),
+            {
+                "log_probs": tensor_bads(torch.zeros(3)),
+                "ref_log_probs": tensor_bads(torch.zeros(3)),
+                "kind": [Bad('"k4"', "k4"), Bad("None", None), Bad("3", 3)],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "ppo_clip_surrogate",
+            C.ppo_clip_surrogate,
+            lambda: {
+                "log_probs": torch.log(torch.rand(4, 3)).requires_grad_(),
+                "old_log_probs": torch.log(torch.rand(4, 3)),
+                "advantages": torch.randn(4, 1),
+                "clip": 0.2,
+            },
+            ("log_probs", "old_log_probs", "advantages"),
+            {
+                "log_probs": tensor_bads(torch.zeros(4, 2)),
+                "old_log_probs": tensor_bads(torch.zeros(4, 2)),
+                # shape (3,) broadcasts against (4, 3): one advantage per token position
+                "advantages": tensor_bads(torch.zeros(2)),
+                "clip": probability_bads(),
             },
         )
     )

@@ -1,6 +1,8 @@
 """The environments agree: Binder pins what requirements.txt pins, and torch stays CPU-sized."""
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -34,6 +36,35 @@ def test_binder_pins_match_requirements():
         if book.get(name) != version
     }
     assert mismatched == {}, f"binder vs requirements.txt: {mismatched}"
+
+
+def test_binder_follows_the_constraints_too(tmp_path):
+    """Binder installs binder/requirements.txt, which must pull the book's constraints.txt,
+    so that transitive packages get the same pins as the book's environment: pip resolves
+    the reference against the file's own folder, as repo2docker runs it."""
+    lines = (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+    assert "-c ../constraints.txt" in lines
+    # pip reads the file with its constraint (offline: --dry-run --no-index --no-deps fails
+    # only on finding packages, never on a missing constraints file).
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            "--no-deps",
+            "--quiet",
+            "--report",
+            str(tmp_path / "r.json"),
+            "-r",
+            str(ROOT / "binder" / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert "constraints.txt" not in result.stderr or "No such file" not in result.stderr
 
 
 def test_torch_is_the_cpu_build_everywhere():
