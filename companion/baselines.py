@@ -104,7 +104,7 @@ def leave_one_out_variance(
     return v["mean_baseline_variance"] + penalty / (num_samples - 1)
 
 
-def optimal_baseline(f_values, scores) -> torch.Tensor:
+def optimal_baseline(f_values, scores, *, leave_one_out=False) -> torch.Tensor:
     """Per-coordinate optimal constant baseline b*_d = E[f s_d²] / E[s_d²], from samples.
 
     Derivation: with s = ∇θ log p(x; θ) and E[s] = 0, coordinate d of the estimator,
@@ -119,31 +119,48 @@ def optimal_baseline(f_values, scores) -> torch.Tensor:
 
     Using b* estimated from the same samples as the gradient adds a bias of order 1/N;
     estimate it from independent draws (or the previous step's) when that matters, and
-    count those draws: they are evaluations of f too.
+    count those draws: they are evaluations of f too. Or, at no extra cost, leave each
+    draw out of its own baseline: with ``leave_one_out=True`` draw n gets
+
+        b*_{-n,d} = sum_{m != n} f_m s_{m,d}² / sum_{m != n} s_{m,d}²,
+
+    a function of the other draws only, hence independent of x_n, so that
+    (f_n - b*_{-n,d}) s_{n,d} stays unbiased (Chapter 3; the same argument as for
+    :func:`leave_one_out`). As N grows it tends to b*_d.
 
     Args:
         f_values: f(x_n), shape ``(N, *batch)``, N >= 2.
         scores: ∇θ log p(x_n; θ), shape ``(N, *batch, D)``, on the same draws.
+        leave_one_out: if True, return one baseline per draw, each computed without it.
 
     Returns:
-        b*, shape ``(*batch, D)``, detached.
+        b*, shape ``(*batch, D)``, detached; with ``leave_one_out=True`` the per-draw
+        b*_{-n}, shape ``(N, *batch, D)``.
 
     Example:
         >>> f = torch.tensor([1.0, 2.0, 3.0])
         >>> s = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [2.0, 0.0]])
         >>> optimal_baseline(f, s)  # (1 + 2 + 12) / (1 + 1 + 4) = 2.5; no signal in column 2
         tensor([2.5000, 0.0000])
+        >>> optimal_baseline(f, s, leave_one_out=True)[:, 0]  # (2 + 12)/5, (1 + 12)/5, 3/2
+        tensor([2.8000, 2.6000, 1.5000])
     """
     f = check_samples("f_values", f_values)
     s = check_samples("scores", scores)
+    if not isinstance(leave_one_out, bool):
+        raise TypeError(f"leave_one_out must be True or False, got {describe(leave_one_out)}")
     if s.dim() != f.dim() + 1 or s.shape[:-1] != f.shape:
         raise ValueError(
             "f_values must have shape (N, *batch) and scores shape (N, *batch, D) on the same "
             f"draws, got {describe(f_values)} and {describe(scores)}"
         )
     s2 = s**2  # (N, *batch, D)
-    numerator = (f[..., None] * s2).mean(dim=0)
-    denominator = s2.mean(dim=0)
+    fs2 = f[..., None] * s2
+    numerator, denominator = fs2.sum(dim=0), s2.sum(dim=0)
+    if leave_one_out:  # drop draw n from both sums
+        numerator, denominator = numerator - fs2, denominator - s2
+        # subtracting one large term can leave rounding where the others sum to zero
+        denominator = torch.where(denominator > 1e-12 * s2.sum(dim=0), denominator, 0.0)
     tiny = torch.finfo(s2.dtype).tiny
     return torch.where(
         denominator > 0, numerator / denominator.clamp_min(tiny), torch.zeros_like(numerator)

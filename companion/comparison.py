@@ -100,8 +100,8 @@ def _check_f(f, loc, scale, jumps, step, num_nodes):
     if not 0 < step < scale:
         raise ValueError(f"step must be in (0, scale) so that σ - h > 0, got {step}")
     num_nodes = check_positive_int("num_nodes", num_nodes, minimum=2)
-    # the largest tensor: the (m, u) grid of num_nodes² nodes (without jumps), else a piece
-    grid = num_nodes * (len(jumps) + 1) if jumps else num_nodes**2
+    # the largest tensor: the (m, u) grid, num_nodes nodes on each piece of each axis
+    grid = (num_nodes * (len(jumps) + 1)) ** 2
     check_allocation("num_nodes", num_nodes, 8 * grid)
     return loc, scale, jumps, step, num_nodes
 
@@ -123,10 +123,12 @@ def gaussian_rows_exact(f, loc, scale, *, f_prime=None, jumps=(), step=0.1, num_
     - finite differences: independent draws (Var_{θ+he_d}[f] + Var_{θ-he_d}[f]) / (4h²), and
       with common random numbers Var[f(x(θ + h e_d, ε)) - f(x(θ - h e_d, ε))] / (4h²);
     - measure-valued, coupled: Var[κ (f(μ + σw) - f(μ - σw))], κ = 1 / (σ√(2π)), w ~
-      Rayleigh(1), for μ, and, when f has no jumps, Var[(f(μ + σm) - f(μ + σmu)) / σ] for σ.
+      Rayleigh(1), for μ, and Var[(f(μ + σm) - f(μ + σmu)) / σ], m double-sided Maxwell,
+      u ~ U(0, 1), for σ.
 
     Every expectation is Gauss–Legendre quadrature with ``num_nodes`` nodes on each piece of
-    [-12, 12] (ε), [0, 20] (w) or [-12, 12] × [0, 1] (m, u) between the jumps of f, so a step
+    [-12, 12] (ε), [0, 20] (w) or [-12, 12] × [0, 1] (m, u) between the jumps of f (for (m, u)
+    the u pieces are cut for each m node where f(μ + σmu) jumps), so a step
     function is integrated exactly; accurate to rounding for f smooth between its jumps and
     growing at most polynomially.
 
@@ -142,8 +144,7 @@ def gaussian_rows_exact(f, loc, scale, *, f_prime=None, jumps=(), step=0.1, num_
     Returns:
         A dict: ``gradient``, ``quotient``, ``b_star``, ``score_second_moment``,
         ``mean_baseline_variance``, shape ``(2,)``; ``mean_f`` and ``var_f``, numbers;
-        ``rows``, name ↦ per-sample variance, shape ``(2,)`` (``(1,)`` for the measure-valued
-        row of an f with jumps: the μ coordinate only).
+        ``rows``, name ↦ per-sample variance, shape ``(2,)``.
 
     Example:
         >>> exact = gaussian_rows_exact(lambda x: x**2, 1.0, 1.0, f_prime=lambda x: 2 * x)
@@ -218,7 +219,12 @@ def gaussian_rows_exact(f, loc, scale, *, f_prime=None, jumps=(), step=0.1, num_
 
 
 def _measure_valued_rows(f, loc, scale, jumps, k):
-    """Per-sample variances of the coupled measure-valued estimator: μ, and σ without jumps."""
+    """Per-sample variances of the coupled measure-valued estimator, (μ, σ).
+
+    For σ the sample is (f(μ + σm) - f(μ + σmu)) / σ: the m integral is split where
+    f(μ + σm) jumps, and for each m node the u integral where f(μ + σmu) jumps,
+    u = (c - μ) / (σm), so a step function is integrated exactly here too.
+    """
     w, weights = _pieces(0.0, 20.0, [abs(c - loc) / scale for c in jumps], k)
     weights = weights * w * torch.exp(-(w**2) / 2)  # Rayleigh(1) density
     kappa = 1 / (scale * math.sqrt(2 * math.pi))
@@ -227,16 +233,27 @@ def _measure_valued_rows(f, loc, scale, jumps, k):
     )
     g = g.to(torch.float64)
     mu_row = (weights * g**2).sum() - (weights * g).sum() ** 2
-    if jumps:
-        return mu_row[None]
-    m, wm = _pieces(-_REACH, _REACH, [], k)
+    m, wm = _pieces(-_REACH, _REACH, [(c - loc) / scale for c in jumps], k)
     wm = wm * m**2 * torch.exp(-(m**2) / 2) / math.sqrt(2 * math.pi)  # double-sided Maxwell
-    u, wu = _pieces(0.0, 1.0, [], k)
-    mm, uu = torch.meshgrid(m, u, indexing="ij")
+    if jumps:  # the u pieces depend on m: one rule per m node, same number of u nodes each
+        per_m = [
+            _pieces(0.0, 1.0, [(c - loc) / (scale * mi) for c in jumps if mi != 0], k)
+            for mi in m.tolist()
+        ]
+        width = max(nodes.numel() for nodes, _ in per_m)
+        uu = torch.zeros(m.numel(), width, dtype=torch.float64)
+        wu = torch.zeros_like(uu)
+        for i, (nodes, wts) in enumerate(per_m):  # pad with zero-weight nodes at u = 0
+            uu[i, : nodes.numel()], wu[i, : nodes.numel()] = nodes, wts
+        mm = m[:, None].expand_as(uu)
+        weights2 = wm[:, None] * wu
+    else:
+        u, wu = _pieces(0.0, 1.0, [], k)
+        mm, uu = torch.meshgrid(m, u, indexing="ij")
+        weights2 = wm[:, None] * wu[None, :]
     plus = evaluate_f(f, loc + scale * mm.reshape(-1), mm.numel()).reshape(mm.shape)
     minus = evaluate_f(f, loc + scale * (mm * uu).reshape(-1), mm.numel()).reshape(mm.shape)
     g = ((plus - minus) / scale).to(torch.float64)
-    weights2 = wm[:, None] * wu[None, :]
     sigma_row = (weights2 * g**2).sum() - (weights2 * g).sum() ** 2
     return torch.stack([mu_row, sigma_row])
 

@@ -357,9 +357,9 @@ _SHORT = {  # a rule's name in a leaf's "then:" list
     "gumbel": "Gumbel-softmax",
     "straight": "straight-through",
     "pathwise": "pathwise",
-    "boundary": "score fn. + boundary",
+    "boundary": "score fn. + boundary (support moves)",
     "score": "score fn. + LOO",
-    "mvd": "measure-valued",
+    "mvd": "measure-valued (Gaussian)",
     "control": "control variates",
     "fd": "FD + CRN",
 }
@@ -410,8 +410,8 @@ GUIDE_NODES = {
     ),
     "control": (
         (
-            "still too noisy? control variates:\nREBAR, RELAX, learned baselines\n"
-            "(unbiased; a later chapter)"
+            "still too noisy? control variates:\nREBAR (measured in the discrete\n"
+            "chapter), RELAX, learned baselines"
         ),
         _LAYOUT["control"],
         "note",

@@ -15,8 +15,10 @@ Neither is accurate for a g with jumps (a step function): integrate those in clo
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 from numpy.polynomial.hermite_e import hermegauss
 from numpy.polynomial.legendre import leggauss
@@ -76,13 +78,25 @@ def gauss_hermite(num_nodes: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
         1.0
     """
     num_nodes = _check_nodes(num_nodes)
-    nodes, weights = hermegauss(num_nodes)
-    nodes, weights = torch.from_numpy(nodes), torch.from_numpy(weights / math.sqrt(2 * math.pi))
+    nodes, weights = _hermite_rule(num_nodes)
+    # fresh tensors on every call: the cached arrays must not be modified by callers
+    nodes, weights = torch.tensor(nodes), torch.tensor(weights)
     if not (torch.isfinite(weights).all() and abs(float(weights.sum()) - 1) < 1e-10):
         raise ValueError(
             f"num_nodes={num_nodes}: the Gauss–Hermite weights are not accurate "
             "in float64 at this size; use fewer nodes"
         )
+    return nodes, weights
+
+
+@functools.lru_cache(maxsize=16)
+def _hermite_rule(num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rule of :func:`gauss_hermite`, cached: an eigenvalue problem of size K, which costs
+    far more than the quadrature itself at a few hundred nodes."""
+    nodes, weights = hermegauss(num_nodes)
+    nodes.setflags(write=False)
+    weights = weights / math.sqrt(2 * math.pi)
+    weights.setflags(write=False)
     return nodes, weights
 
 

@@ -22,6 +22,7 @@ from torch.distributions import Bernoulli
 from torch.distributions.utils import clamp_probs
 
 from ._validation import (
+    check_bool,
     check_callable,
     check_finite,
     check_positive_int,
@@ -30,7 +31,7 @@ from ._validation import (
     evaluate_f,
 )
 from .estimators import per_sample_gradients
-from .montecarlo import Estimate
+from .montecarlo import Estimate, summarize
 
 __all__ = ["conditional_logistic", "rebar_bernoulli"]
 
@@ -97,12 +98,18 @@ def conditional_logistic(logits: torch.Tensor, x: torch.Tensor, v: torch.Tensor)
     return torch.where(x.detach() > 0.5, above, below)
 
 
-def _rebar_surrogate(f, copies, u, v, temperature, eta) -> torch.Tensor:
-    """Per-row surrogate whose gradient in row n of ``copies`` (N, n) is REBAR's g_n."""
+def _rebar_surrogate(f, copies, u, v, temperature, eta, conditional=True) -> torch.Tensor:
+    """Per-row surrogate whose gradient in row n of ``copies`` (N, n) is REBAR's g_n.
+
+    ``conditional=False`` draws z̃ = logits + logit(v) from the marginal logistic instead,
+    independent of x (still unbiased, a weaker control variate)."""
     num = copies.shape[0]
     z = copies + torch.logit(u)  # logits + L, L = logit(u) standard logistic
     x = (z > 0).to(copies.dtype).detach()  # x_i = 1[z_i > 0] ~ Bernoulli(π_i)
-    z_tilde = conditional_logistic(copies, x, v)  # z̃ ~ z | x, reparameterized
+    if conditional:
+        z_tilde = conditional_logistic(copies, x, v)  # z̃ ~ z | x, reparameterized
+    else:
+        z_tilde = copies + torch.logit(clamp_probs(v))  # z̃ ~ z, independent of x
 
     def control(z_):  # η c(z) = η f(sigmoid(z / τ)), one evaluation of f
         return eta * evaluate_f(f, torch.sigmoid(z_ / temperature), num)
@@ -113,7 +120,9 @@ def _rebar_surrogate(f, copies, u, v, temperature, eta) -> torch.Tensor:
     return (f_x - c_tilde).detach() * log_p + c_z - c_tilde
 
 
-def rebar_bernoulli(f, logits, num_samples: int, *, temperature=0.5, eta=1.0) -> Estimate:
+def rebar_bernoulli(
+    f, logits, num_samples: int, *, temperature=0.5, eta=1.0, conditional=True, parts=False
+) -> Estimate | tuple[Estimate, Estimate]:
     """REBAR estimates of ∇ E[f(x)], b_i ~ Bernoulli(sigmoid(logits_i)) independent.
 
     Per sample (Tucker et al. 2017, eq. 6; see the module docstring):
@@ -128,10 +137,20 @@ def rebar_bernoulli(f, logits, num_samples: int, *, temperature=0.5, eta=1.0) ->
         num_samples: N >= 2 independent samples.
         temperature: τ > 0 of the relaxation, a number or 0-dim floating tensor.
         eta: η, the scale of the control variate, a finite number.
+        conditional: if False, z̃ is drawn from the marginal law of z, independent of x, instead
+            of from z given x. The estimator stays unbiased (E[c(z̃) ∇ log p(x)] = 0 and
+            E[∇ c(z̃)] = E[∇ c(z)]) but the control variate is weaker: a check of unbiasedness
+            alone cannot tell the two apart, a comparison of variances can.
+        parts: if True, return the two parts of g = a - η c from the same draws instead of g:
+            a = f(x) ∇ log p(x) (the estimator at η = 0) and the control-variate term
+            c = c(z̃) ∇ log p(x) - ∇ c(z) + ∇ c(z̃), so that any η can be applied afterwards, e.g.
+            the variance-minimizing η* = tr Cov(a, c) / tr Var(c). ``eta`` is then ignored. The
+            same three points are evaluated for both parts (cost: three evaluations of f per
+            sample, computed twice here for simplicity).
 
     Returns:
         An :class:`~companion.montecarlo.Estimate`: per-sample gradients ``(N, n)``, their mean
-        and standard error ``(n,)``.
+        and standard error ``(n,)``; with ``parts=True`` a pair of Estimates ``(a, c)``.
 
     Example:
         >>> est = rebar_bernoulli(lambda x: x.sum(-1), torch.zeros(3), 4)
@@ -145,11 +164,25 @@ def rebar_bernoulli(f, logits, num_samples: int, *, temperature=0.5, eta=1.0) ->
     num_samples = check_positive_int("num_samples", num_samples, minimum=2)
     temperature = check_real("temperature", temperature, positive=True)
     eta = check_real("eta", eta)
+    conditional = check_bool("conditional", conditional)
+    parts = check_bool("parts", parts)
     shape = (num_samples, logits.shape[0])
+    if parts:  # the same noise for both parts: a = g(η = 0), c = g(0) - g(1)
+        u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
+        v = torch.rand(shape, dtype=logits.dtype, device=logits.device)
+        a, g1 = (
+            per_sample_gradients(
+                lambda c, eta_=eta_: _rebar_surrogate(f, c, u, v, temperature, eta_, conditional),
+                logits.detach(),
+                num_samples,
+            ).samples
+            for eta_ in (0.0, 1.0)
+        )
+        return summarize(a), summarize(a - g1)
 
     def fn(copies):
         u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
         v = torch.rand(shape, dtype=logits.dtype, device=logits.device)
-        return _rebar_surrogate(f, copies, u, v, temperature, eta)
+        return _rebar_surrogate(f, copies, u, v, temperature, eta, conditional)
 
     return per_sample_gradients(fn, logits.detach(), num_samples)

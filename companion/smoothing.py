@@ -12,7 +12,8 @@ where the two draws share their noise (common random numbers) by default.
   estimator of evolution strategies (Nesterov and Spokoiny 2017; Salimans et al. 2017). It is
   unbiased for the gradient of the *smoothed* objective J_δ(θ) = E_{v~N(0, I)}[J(θ + δ v)]:
   by Stein's lemma ∇J_δ(θ) = E[J(θ + δ v) v] / δ = E[(J(θ + δv) - J(θ - δv)) v] / (2δ).
-  J_δ = J when J is quadratic; otherwise ∇J_δ - ∇J = O(δ²).
+  When J is quadratic, J_δ = J + (δ²/2) tr ∇²J, a constant, so ∇J_δ = ∇J; otherwise
+  ∇J_δ - ∇J = O(δ²).
 - ``directions="rademacher"``, v uniform on {-1, 1}^D, w(v) = 1 / v = v: simultaneous
   perturbation stochastic approximation (SPSA; Spall 1992), whose mean is ∇J + O(δ²).
 

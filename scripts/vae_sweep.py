@@ -177,9 +177,11 @@ def sweep(
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--rates", type=float, nargs="+", default=[3e-2, 1e-2, 3e-3, 1e-3])
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
+    )
     parser.add_argument("--seeds", type=int, default=3, help="selection seeds per rate")
-    parser.add_argument("--final-seeds", type=int, default=5, help="seeds at the chosen rate")
+    parser.add_argument("--final-seeds", type=int, default=10, help="seeds at the chosen rate")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--num-val", type=int, default=297, help="validation images")
     parser.add_argument("--threads", type=int, default=1)

@@ -589,6 +589,7 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
             {
                 "f_values": tensor_bads(torch.zeros(N, 2), torch.zeros(N + 1), ints=False),
                 "scores": tensor_bads(torch.zeros(N), torch.zeros(N + 1, 2), ints=False),
+                "leave_one_out": flag_bads(),
             },
         )
     )
@@ -2321,6 +2322,8 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "num_samples": 4,
                 "temperature": 0.5,
                 "eta": 1.0,
+                "conditional": True,
+                "parts": False,
             },
             ("f", "logits", "num_samples"),
             {
@@ -2329,6 +2332,8 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "num_samples": count_bads(2),
                 "temperature": real_bads(positive=True),
                 "eta": real_bads(extra=[Bad("shape (2,)", fresh(lambda: torch.ones(2)))]),
+                "conditional": flag_bads(),
+                "parts": flag_bads(),
             },
         )
     )

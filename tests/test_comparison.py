@@ -90,13 +90,33 @@ def test_a_step_is_integrated_exactly_by_splitting_at_its_jump():
     q = math.exp(-(z**2) / 2)  # the measure-valued sample is κ 1[w > z]
     kappa = 1 / (sigma * math.sqrt(2 * math.pi))
     mvd = exact["rows"]["measure-valued (coupled)"]
-    assert mvd.shape == (1,)  # μ only: the σ row's jump moves with the Maxwell draw
-    check_close("measure-valued", mvd, torch.tensor([kappa**2 * q * (1 - q)], dtype=DT), rtol=1e-10)
+    # σ: (1[m > z] - 1[mu > z]) / σ is 1/σ with probability P(m > z) - P(ε > z) = z φ(z)
+    p_sigma = z * density
+    check_close(
+        "measure-valued",
+        mvd,
+        torch.tensor([kappa**2 * q * (1 - q), p_sigma * (1 - p_sigma) / sigma**2], dtype=DT),
+        rtol=1e-10,
+    )
     # CRN in μ: the difference is 1 when ε ∈ (z - h/σ, z + h/σ], a Bernoulli(P), over 2h
     P = Phi(z + h / sigma) - Phi(z - h / sigma)
     crn = exact["rows"]["finite differences, CRN"][0]
     assert abs(crn.item() - P * (1 - P) / (4 * h**2)) < 1e-10
     assert "pathwise" not in exact["rows"]
+
+
+def test_measure_valued_scale_row_with_a_jump_below_the_mean_matches_monte_carlo():
+    mu, sigma, c = 1.0, 0.7, 0.3  # c < μ: the jump of f(μ + σmu) falls inside (0, 1) for m < 0
+    f = lambda x: (x > c).to(x.dtype)  # noqa: E731
+    exact = gaussian_rows_exact(f, mu, sigma, jumps=(c,))["rows"]["measure-valued (coupled)"]
+    gen = torch.Generator().manual_seed(3)
+    n = 400_000
+    sign = torch.where(torch.rand(n, generator=gen, dtype=DT) < 0.5, -1.0, 1.0)
+    chi = torch.randn(n, 3, generator=gen, dtype=DT).square().sum(1).sqrt()
+    m, u = sign * chi, torch.rand(n, generator=gen, dtype=DT)
+    g = (f(mu + sigma * m) - f(mu + sigma * m * u)) / sigma
+    v = sample_variance(g)
+    check_close("σ row, c < μ", v.mean, exact[1], stderr=v.stderr)
 
 
 @pytest.mark.parametrize(

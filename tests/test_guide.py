@@ -204,6 +204,9 @@ def test_every_path_of_the_chart_ends_at_recommends_first_choice(ax):
                 assert recs[0].estimator == first.name(a), (path, kwargs)
                 assert texts[f"text-{leaf}"].startswith(first.label)
                 assert recs[0].unbiased == first.unbiased
+                # the rest: the leaf's "then:" list in order, filtered by the answers
+                listed = iter(GUIDE_RULES[r].name(a) for r in GUIDE_LEAVES[leaf])
+                assert all(rec.estimator in listed for rec in recs), (path, kwargs)
         assert reached, f"no answer reaches the leaf {leaf}"
 
 

@@ -90,3 +90,13 @@ def test_the_largest_rule_allowed_is_accurate():
     assert torch.isfinite(nodes).all() and torch.isfinite(weights).all()
     assert float(weights.sum()) == pytest.approx(1.0, abs=1e-12)
     assert float((weights * nodes**2).sum()) == pytest.approx(1.0, abs=1e-10)
+
+
+def test_gauss_hermite_returns_fresh_tensors_from_its_cache():
+    """The rule is cached; modifying the returned tensors must not change the next call's."""
+    nodes, weights = gauss_hermite(7)
+    nodes.zero_()
+    weights.mul_(2.0)
+    again_nodes, again_weights = gauss_hermite(7)
+    assert again_nodes.abs().sum() > 0
+    assert abs(float(again_weights.sum()) - 1.0) < 1e-12

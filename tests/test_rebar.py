@@ -236,3 +236,27 @@ def test_mse_against_reference_is_unbiased_and_finds_the_bias():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_parts_recombine_to_the_estimator_on_the_same_noise():
+    """g(η) = a - η c, sample by sample, on replayed noise (the same draws of u and v)."""
+    f, _ = quadratic_problem()
+    seed_everything(7)
+    a, c = rebar_bernoulli(f, LOGITS, 50, temperature=0.4, parts=True)
+    seed_everything(7)
+    g = rebar_bernoulli(f, LOGITS, 50, temperature=0.4, eta=0.7)
+    torch.testing.assert_close(a.samples - 0.7 * c.samples, g.samples, rtol=1e-10, atol=1e-12)
+
+
+def test_marginal_ztilde_is_unbiased_but_noisier():
+    """z̃ drawn ignoring x keeps REBAR unbiased, with a larger variance: the comparison of
+    variances, not a check of the mean, is what detects the missing conditioning."""
+    f, grad = quadratic_problem()
+    seed_everything(8)
+    cond = rebar_bernoulli(f, LOGITS, 20_000, temperature=0.5)
+    marg = rebar_bernoulli(f, LOGITS, 20_000, temperature=0.5, conditional=False)
+    check_mc("REBAR with a marginal z̃ is unbiased", marg.samples, grad, false_alarm=FALSE_ALARM)
+    v_cond = ((cond.samples - cond.mean) ** 2).sum(-1)
+    v_marg = ((marg.samples - marg.mean) ** 2).sum(-1)
+    se = math.sqrt(v_cond.var() / len(v_cond) + v_marg.var() / len(v_marg))
+    assert v_marg.mean() - v_cond.mean() > 4 * se
