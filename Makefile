@@ -39,10 +39,11 @@ $(STAMP): requirements.txt pyproject.toml scripts/fetch_mathjax.py scripts/fetch
 	touch $(STAMP)
 
 # Unit tests and doctests of companion/ and tests/ (no chapter is executed), then lint and
-# the formatter's check; all three run, and any failure fails.
+# the formatter's check; all three run, and any failure fails. Tests marked slow (ten seconds
+# or more each) are left to make test.
 check: $(STAMP)
 	status=0; \
-	$(BIN)/python -m pytest || status=1; \
+	$(BIN)/python -m pytest -m "not slow" || status=1; \
 	$(BIN)/ruff check . || status=1; \
 	$(BIN)/ruff format --check . || status=1; \
 	exit $$status
@@ -99,6 +100,7 @@ seeds: $(STAMP)
 # their logs that they executed none; then the tests of the rendered site (tests/site).
 test: $(STAMP)
 	$(MAKE) check
+	$(BIN)/python -m pytest -m slow
 	$(MAKE) bench BENCH_ARGS=
 	$(BIN)/python scripts/audit_checks.py _build/checks
 	$(MAKE) book BOOK_ARGS=--all

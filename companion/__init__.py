@@ -29,6 +29,8 @@ The public API is re-exported here (``from companion import score_function``), a
 - :mod:`companion.policy`: advantages (RLOO, GRPO, Dr. GRPO), the per-sequence surrogate,
   per-token KL estimators and PPO's clipped surrogate (policy gradients).
 - :mod:`companion.plotting`: the book's figure style and its recurring plots.
+- :mod:`companion.graphs`: stochastic computation graphs: the surrogate loss with causality and
+  per-node baselines, and DiCE for higher derivatives.
 
 Counts have one name each: ``num_samples`` draws of x, ``num_particles`` draws of z per data
 point, ``k`` importance samples of a bound, ``num_images``, ``num_draws``, ``num_pairs``.
@@ -43,6 +45,7 @@ from . import (
     data,
     diagrams,
     estimators,
+    graphs,
     guide,
     ledger,
     measure_valued,
@@ -66,6 +69,7 @@ from .comparison import *  # noqa: F403
 from .data import *  # noqa: F403
 from .diagrams import *  # noqa: F403
 from .estimators import *  # noqa: F403
+from .graphs import *  # noqa: F403
 from .guide import *  # noqa: F403
 from .ledger import *  # noqa: F403
 from .measure_valued import *  # noqa: F403
@@ -90,6 +94,7 @@ MODULES = (
     data,
     diagrams,
     estimators,
+    graphs,
     guide,
     ledger,
     measure_valued,

@@ -2686,6 +2686,197 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
             },
         )
     )
+
+    # ------------------------------------------------------------ stochastic computation graphs
+    def bern(p):
+        return Bernoulli(logits=p["a"])
+
+    def z_node():
+        return C.Node("z", bern)
+
+    def z_cost():
+        return C.Cost("c", lambda p, z: z, ("z",))
+
+    def cost_returning(fn):
+        return fresh(lambda: [C.Cost("c", lambda p, z: fn(z), ("z",))])
+
+    T.append(
+        Target(
+            "Node",
+            C.Node,
+            lambda: {"name": "z", "distribution": bern, "parents": (), "reparameterize": False},
+            ("name", "distribution"),
+            {
+                "name": [Bad('""', ""), Bad("3", 3), Bad("None", None)],
+                "distribution": [
+                    Bad("None", None),
+                    Bad("3.0", 3.0),
+                    Bad('"Bernoulli"', "Bernoulli"),
+                    Bad("a Distribution, not a function", fresh(lambda: Bernoulli(0.5))),
+                ],
+                "parents": [
+                    Bad('"x", a string', "x"),
+                    Bad("[1]", [1]),
+                    Bad('("",)', ("",)),
+                    Bad("None", None),
+                    Bad("3", 3),
+                ],
+                "reparameterize": [*flag_bads(), Bad('"yes"', "yes", True)],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "Cost",
+            C.Cost,
+            lambda: {"name": "c", "function": lambda p, z: z, "parents": ("z",)},
+            ("name", "function"),
+            {
+                "name": [Bad('""', ""), Bad("3", 3), Bad("None", None)],
+                "function": [*callable_bads(), Bad("3.0", 3.0)],
+                "parents": [
+                    Bad("(), a cost that depends on nothing", ()),
+                    Bad('"z", a string', "z"),
+                    Bad("[1]", [1]),
+                    Bad("None", None),
+                ],
+            },
+        )
+    )
+    T.append(
+        Target(
+            "magic_box",
+            C.magic_box,
+            lambda: {"log_prob_sum": torch.tensor([0.3, -2.0])},
+            ("log_prob_sum",),
+            # any shape is valid, and an empty tensor too: ☐ is elementwise
+            {"log_prob_sum": tensor_bads(empty=False, extra=[Bad("1.0, a float", 1.0)])},
+        )
+    )
+    cycle = fresh(  # z reads y and y reads z
+        lambda: [
+            C.Node("z", lambda p, y: Bernoulli(logits=y), ("y",)),
+            C.Node("y", lambda p, z: Bernoulli(logits=z), ("z",)),
+        ]
+    )
+    nodes_bads = [
+        Bad("[]", fresh(list)),
+        Bad('["z"]', ["z"]),
+        Bad("None", None),
+        Bad("a cycle", cycle),
+        Bad("two nodes named z", fresh(lambda: [z_node(), z_node()])),
+        Bad(
+            "a path through a Bernoulli (no rsample)",
+            fresh(lambda: [C.Node("z", bern, reparameterize=True)]),
+        ),
+        Bad("a distribution returning 0.5", fresh(lambda: [C.Node("z", lambda p: 0.5)])),
+        Bad(
+            "a distribution drawing one sample, not N",
+            fresh(lambda: [C.Node("z", lambda p: Bernoulli(logits=p["a"].reshape(-1)[0]))]),
+        ),
+    ]
+    costs_bads = [
+        Bad("[]", fresh(list)),
+        Bad("[3]", [3]),
+        Bad("None", None),
+        Bad("a cost on an unknown node", fresh(lambda: [C.Cost("c", lambda p, q: q, ("q",))])),
+        Bad("a cost named like a node", fresh(lambda: [C.Cost("z", lambda p, z: z, ("z",))])),
+        Bad("a cost returning one value", cost_returning(lambda z: z.sum())),
+        Bad("a cost returning integers", cost_returning(lambda z: z.long())),
+        Bad("a cost returning a list", cost_returning(lambda z: z.tolist())),
+        Bad("a cost returning NaN", cost_returning(lambda z: z * math.nan), True),
+        Bad("a cost returning inf", cost_returning(lambda z: z + math.inf), True),
+    ]
+
+    def params_bads(leading=()):
+        """Bad parameter dicts; ``leading`` is the shape of each parameter's leading dims."""
+        return [
+            Bad("None", None),
+            Bad('{"a": 1}', {"a": 1}),
+            Bad("a list of tensors", fresh(lambda: [torch.zeros(leading)])),
+            Bad("an int tensor", fresh(lambda: {"a": torch.zeros(leading, dtype=torch.long)})),
+            Bad("a NaN tensor", fresh(lambda: {"a": torch.full(leading, math.nan)}), True),
+            Bad("an inf tensor", fresh(lambda: {"a": torch.full(leading, math.inf)}), True),
+            Bad(
+                "a complex tensor",
+                fresh(lambda: {"a": torch.zeros(leading, dtype=torch.complex64)}),
+                True,
+            ),
+            Bad("a non-string key", fresh(lambda: {3: torch.zeros(leading)})),
+            Bad('no "a", which the node reads', fresh(lambda: {"b": torch.zeros(leading)})),
+        ]
+
+    def b_returning(fn):
+        return fresh(lambda: {"z": lambda p: fn(p["a"])})
+
+    baselines_bads = [
+        Bad("[1]", [1]),
+        Bad("3", 3),
+        Bad('"b"', "b"),
+        Bad('{"q": f}, an unknown node', fresh(lambda: {"q": lambda p: p["a"]})),
+        Bad('{"z": 3}', {"z": 3}),
+        Bad("a baseline returning a string", b_returning(lambda a: "b")),
+        Bad("a baseline returning shape (3,)", b_returning(lambda a: torch.zeros(3))),
+        Bad("a baseline returning NaN", b_returning(lambda a: a * math.nan), True),
+        Bad("a baseline returning complex values", b_returning(lambda a: a + 1j), True),
+    ]
+    estimator_bads = [Bad('"exact"', "exact"), Bad("None", None), Bad("3", 3)]
+    for func in (C.graph_gradient, C.graph_hessian):
+        options = {"estimator": "causal", "baselines": None}
+        if func is C.graph_hessian:
+            options = {"estimator": "dice"}
+        bad = {
+            # {} is refused: there is nothing to differentiate
+            "params": [Bad("{}", fresh(dict)), *params_bads()],
+            "nodes": nodes_bads,
+            "costs": costs_bads,
+            "num_samples": count_bads(2),
+            "estimator": estimator_bads,
+        }
+        if func is C.graph_gradient:
+            bad["baselines"] = baselines_bads
+        T.append(
+            Target(
+                func.__name__,
+                func,
+                lambda options=options: {
+                    "params": {"a": torch.tensor(0.0)},
+                    "nodes": [z_node()],
+                    "costs": [z_cost()],
+                    "num_samples": N,
+                    **options,
+                },
+                ("params", "nodes", "costs", "num_samples"),
+                bad,
+            )
+        )
+    T.append(
+        Target(
+            "graph_surrogate",
+            C.graph_surrogate,
+            lambda: {
+                "params": {"a": torch.zeros(4, requires_grad=True)},
+                "nodes": [z_node()],
+                "costs": [z_cost()],
+                "num_samples": 4,
+                "estimator": "causal",
+                "baselines": None,
+            },
+            ("params", "nodes", "costs", "num_samples"),
+            {
+                # {} is valid for a graph that reads no parameter; here it lacks "a" (below)
+                "params": [
+                    *params_bads((4,)),
+                    Bad("a leading dimension 3, not N = 4", fresh(lambda: {"a": torch.zeros(3)})),
+                ],
+                "nodes": nodes_bads,
+                "costs": costs_bads,
+                "num_samples": count_bads(1, extra=[Bad("3 (params carry 4)", 3)]),
+                "estimator": estimator_bads,
+                "baselines": baselines_bads,
+            },
+        )
+    )
     return T
 
 

@@ -78,6 +78,7 @@ def test_the_sdist_holds_the_package_and_no_orphaned_tests(tmp_path):
     assert not any(n.startswith("tests/") for n in names), sorted(names)
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_imports_and_passes_its_doctests(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run(

@@ -423,6 +423,7 @@ print(before, peak, seconds, bool(torch.isfinite(bound).all() and torch.isfinite
 """
 
 
+@pytest.mark.slow
 def test_evaluation_of_mnist_sized_test_set_stays_under_a_binder_budget():
     """10,000 images of 784 pixels, float32, L = 16, H = 256: peak memory under 1.5 GB.
 
