@@ -215,7 +215,9 @@ def solution_lines(nb: dict, *, others: tuple[dict, ...] = (), min_length: int =
     inside, outside = _split_solutions(nb)
     for other in others:
         outside += _split_solutions(other)[1]
-    outside_text = "\n".join(outside)
+    # Whitespace collapsed, as in the rendered page: a line the chapter breaks differently
+    # elsewhere still counts as occurring outside.
+    outside_text = " ".join("\n".join(outside).split())
     found = []
     for kind, line in inside:
         if kind == "markdown":
