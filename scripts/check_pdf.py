@@ -1,5 +1,5 @@
-"""Check the PDF that `make pdf` built: it exists, LaTeX reported no error and no missing
-character, and every chapter of the table of contents is in it.
+"""Check the PDF that `make pdf` built: it exists, LaTeX reported no error, no missing
+character and no unresolved reference, and every chapter of the table of contents is in it.
 
 Reads ``_build/latex/gradients-through-randomness.log`` (xelatex's log of the last pass) and
 the ``.toc`` file LaTeX wrote for the PDF's table of contents. A chapter counts as present
@@ -22,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "gradients-through-randomness"
 PAGES = re.compile(rf"Output written on {NAME}\.pdf \((\d+) pages?")
+UNDEFINED = re.compile(r"(?:Hyper r|R)eference `([^']+)' on page \d+ undefined")
 CHAPTER = re.compile(r"\\contentsline\s*\{chapter\}\{(?:\\numberline\s*\{[^}]*\})?(.*)\}\{\d+\}")
 
 
@@ -58,6 +59,10 @@ def pdf_problems(log: str, toc: str, titles: list[str], pdf_exists: bool = True)
     problems += [f"LaTeX error: {line[2:]}" for line in errors]
     missing = sorted({line.strip() for line in log.splitlines() if "Missing character" in line})
     problems += [f"LaTeX font: {line}" for line in missing]
+    # A reference LaTeX could not resolve prints as "??" in the PDF.
+    # (TeX breaks its log lines at 79 characters, even inside a number: join them back.)
+    unresolved = sorted(set(UNDEFINED.findall("".join(log.splitlines()))))
+    problems += [f"unresolved reference: {ref}" for ref in unresolved]
     in_pdf = {_plain(m.group(1)) for m in CHAPTER.finditer(toc)}
     problems += [f"chapter not in the PDF: {t}" for t in titles if _plain(t) not in in_pdf]
     return problems
@@ -82,7 +87,7 @@ def main(argv=None) -> int:
     pages = PAGES.search(log).group(1)
     print(
         f"check_pdf: {NAME}.pdf, {pages} pages, {len(titles)} chapters and appendices, "
-        "no LaTeX error, no missing character"
+        "no LaTeX error, no missing character, no unresolved reference"
     )
     return 0
 

@@ -313,6 +313,13 @@ def test_check_pdf_passes_a_complete_pdf_and_reads_sphinx_hyphens():
             "LaTeX font: Missing character: There is no ℓ",
         ),
         (GOOD_LOG, True, True, "chapter not in the PDF: Monte Carlo expectations"),
+        (
+            GOOD_LOG + "LaTeX Warning: Hyper reference `book/02_gradients:ex-grad-bernoulli' on "
+            "page 17\n5 undefined on input line 13386.\n",
+            False,
+            True,
+            "unresolved reference: book/02_gradients:ex-grad-bernoulli",
+        ),
     ],
 )
 def test_check_pdf_catches_each_kind_of_failure(log, drop, exists, expected):
