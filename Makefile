@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # The strict build; BOOK_ARGS adds options (make test passes --all: every page read again).
-JB_BUILD := $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+JB_STRICT := $(BIN)/jupyter-book build --warningiserror --nitpick --keep-going
+JB_BUILD := $(JB_STRICT) .
 BOOK_ARGS ?=
 BOOK_LOG := _build/book.log
 SITE_ZIP := gradients-through-randomness-html.zip
@@ -23,7 +24,7 @@ help:
 	@echo "make test   make check, each chapter executed once, both strict builds, the site"
 	@echo "make book-student  the same book without solutions, into _build/student/_build/html"
 	@echo "make pdf    the book as a PDF through LaTeX (needs a TeX installation)"
-	@echo "make test-launch  Colab simulated: a fresh kernel installs companion, runs every chapter"
+	@echo "make test-launch  Colab and Binder simulated: fresh environments run every chapter"
 	@echo "make bench  execute each chapter once: errors, time and memory against the budget"
 	@echo "make seeds  execute each chapter under K other seeds (K=20) and report every failure"
 	@echo "make lab    start JupyterLab on book/ (LAB_PORT=8888, LAB_BROWSER=no, LAB_ARGS=...)"
@@ -58,15 +59,18 @@ book: $(STAMP)
 	cd _build && rm -f $(SITE_ZIP) && $(abspath $(BIN))/python -m zipfile -c $(SITE_ZIP) html/
 	@echo "The book is at $(CURDIR)/_build/html/index.html (to read offline: _build/$(SITE_ZIP))"
 
-# The student edition: _config.yml with solutions removed (see _ext/student_edition.py) and
-# no launch buttons (they would open the full notebooks), written by scripts/student_config.py.
-# It shares the book's execution cache.
+# The student edition: the student notebooks (no solutions; the implement-it exercises as
+# empty stubs), with the book's outputs from its execution cache, in _build/student/src, and
+# the same notebooks without outputs in _build/student/notebooks, to hand out; written by
+# scripts/student_edition.py (which executes, and caches, a chapter missing from the cache).
+# The build executes nothing and has no launch buttons; each page downloads its notebook.
 book-student: $(STAMP)
 	mkdir -p $(dir $(STUDENT_LOG))
-	$(BIN)/python scripts/student_config.py _build/_config_student.yml
-	$(JB_BUILD) --config _build/_config_student.yml --path-output _build/student $(BOOK_ARGS) \
+	$(BIN)/python scripts/student_edition.py
+	$(JB_STRICT) _build/student/src --path-output _build/student $(BOOK_ARGS) \
 	  2>&1 | tee $(STUDENT_LOG)
 	@echo "The student edition is at $(CURDIR)/_build/student/_build/html/index.html"
+	@echo "The student notebooks are in $(CURDIR)/_build/student/notebooks"
 
 pdf: $(STAMP)
 	@command -v latexmk >/dev/null && command -v xelatex >/dev/null || { \
@@ -105,7 +109,7 @@ test: $(STAMP)
 	$(BIN)/python scripts/audit_checks.py _build/checks
 	$(MAKE) book BOOK_ARGS=--all
 	$(MAKE) book-student BOOK_ARGS=--all
-	$(BIN)/python scripts/check_cached_build.py $(BOOK_LOG) $(STUDENT_LOG)
+	$(BIN)/python scripts/check_cached_build.py $(BOOK_LOG) --executes-nothing $(STUDENT_LOG)
 	$(BIN)/python -m pytest tests/site
 	$(MAKE) pdf-if-tex
 
@@ -120,12 +124,15 @@ pdf-if-tex:
 	  echo "TeX is not installed: the PDF is not built (make pdf says what it needs)"; \
 	fi
 
-# The launch path of Colab, simulated offline (scripts/simulate_colab.py): a fresh kernel
+# The launch paths, simulated. Colab (scripts/simulate_colab.py, offline): a fresh kernel
 # without companion, whose bootstrap cell installs it from a local stand-in for the public
-# repository, then every chapter. It executes the chapters again, so it is not part of
-# make test; .ci/run runs it after make test.
+# repository, then every chapter. Binder (scripts/simulate_binder.py, needs the package
+# index): a clean environment from binder/requirements.txt and binder/postBuild, JupyterLab
+# started in it, then every chapter, each within Binder's 2 GB. They execute the chapters
+# again, so they are not part of make test; .ci/run runs them after make test.
 test-launch: $(STAMP)
 	$(BIN)/python scripts/simulate_colab.py
+	$(BIN)/python scripts/simulate_binder.py
 
 # JupyterLab on book/. LAB_PORT chooses the port, LAB_BROWSER=no starts it without opening a
 # browser (a container, a remote machine), LAB_ARGS passes anything else to jupyter lab. As

@@ -29,6 +29,12 @@ The public API is re-exported here (``from companion import score_function``), a
 - :mod:`companion.policy`: advantages (RLOO, GRPO, Dr. GRPO), the per-sequence surrogate,
   per-token KL estimators and PPO's clipped surrogate (policy gradients).
 - :mod:`companion.plotting`: the book's figure style and its recurring plots.
+- :mod:`companion.control_variates`: conditioning (enumeration, sum and sample), control
+  variates for gradient estimators (the optimal coefficient, the delta method for the score
+  function and the pathwise estimator) and NVIL's variance normalization; RELAX is in
+  :mod:`companion.rebar` (the chapter on control variates).
+- :mod:`companion.bbvi`: black-box variational inference for Bayesian logistic regression
+  (the breast-cancer case study of Mohamed et al. 2020, Section 8.3), with the exact ELBO.
 - :mod:`companion.graphs`: stochastic computation graphs: the surrogate loss with causality and
   per-node baselines, and DiCE for higher derivatives.
 
@@ -36,12 +42,14 @@ Counts have one name each: ``num_samples`` draws of x, ``num_particles`` draws o
 point, ``k`` importance samples of a bound, ``num_images``, ``num_draws``, ``num_pairs``.
 """
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 from . import (
     baselines,
+    bbvi,
     checks,
     comparison,
+    control_variates,
     data,
     diagrams,
     estimators,
@@ -64,8 +72,10 @@ from . import (
     vae,
 )
 from .baselines import *  # noqa: F403
+from .bbvi import *  # noqa: F403
 from .checks import *  # noqa: F403
 from .comparison import *  # noqa: F403
+from .control_variates import *  # noqa: F403
 from .data import *  # noqa: F403
 from .diagrams import *  # noqa: F403
 from .estimators import *  # noqa: F403
@@ -89,8 +99,10 @@ from .vae import *  # noqa: F403
 
 MODULES = (
     baselines,
+    bbvi,
     checks,
     comparison,
+    control_variates,
     data,
     diagrams,
     estimators,

@@ -43,6 +43,7 @@ __all__ = [
     "MNIST_CHECKSUMS",
     "Dataset",
     "binarize",
+    "load_breast_cancer",
     "load_digits",
     "load_mnist",
 ]
@@ -235,6 +236,43 @@ def load_digits(
         f"{n} 8x8 images, pixels 0..16 divided by 16; {n - test_size} train / "
         f"{test_size} test, split by a permutation seeded with {DIGITS_SPLIT_SEED}",
     )
+
+
+def load_breast_cancer(dtype: torch.dtype = torch.float64, device=None):
+    """scikit-learn's breast-cancer data, standardized, with a bias column, for the BBVI case study.
+
+    The Wisconsin diagnostic breast-cancer data (569 tumours, 30 real features, a binary
+    diagnosis) ship inside scikit-learn, so the black-box variational inference case study of
+    Mohamed et al. (2020, §8.3) runs offline. Each feature column is standardized to mean 0
+    and (population) standard deviation 1; a column of ones is appended last, so that a
+    weight vector of dimension 31 includes the intercept.
+
+    Args:
+        dtype: floating dtype of X and y (default float64).
+        device: where the tensors live (default CPU).
+
+    Returns:
+        ``(X, y)``: X of shape ``(569, 31)`` (last column all ones), y of shape ``(569,)``
+        with values in {0, 1} (scikit-learn's target: 1 = benign), both of ``dtype``.
+
+    Example:
+        >>> X, y = load_breast_cancer()
+        >>> X.shape, y.shape, float(X[:, -1].min())
+        (torch.Size([569, 31]), torch.Size([569]), 1.0)
+    """
+    device = _check_dtype_device(dtype, device)
+    try:
+        from sklearn.datasets import load_breast_cancer as sklearn_breast_cancer
+    except ImportError as err:
+        raise ImportError(
+            "load_breast_cancer needs scikit-learn: pip install scikit-learn"
+        ) from err
+    raw = sklearn_breast_cancer()
+    x = torch.as_tensor(raw.data, dtype=torch.float64)  # (569, 30)
+    x = (x - x.mean(0)) / x.std(0, unbiased=False)  # standardized columns
+    x = torch.cat([x, torch.ones(x.shape[0], 1, dtype=torch.float64)], dim=1)  # (569, 31)
+    y = torch.as_tensor(raw.target, dtype=torch.float64)  # (569,), in {0, 1}
+    return x.to(dtype=dtype, device=device), y.to(dtype=dtype, device=device)
 
 
 def _digest(path: Path, algorithm: str) -> str:

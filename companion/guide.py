@@ -152,15 +152,83 @@ GUIDE_RULES = {
         lambda a: a.gaussian and a.budget >= 2 * a.num_params,
         "measure-valued (Gaussian, $2D$)",
     ),
-    "control": _Rule(
-        lambda a: "control variates (REBAR, RELAX, learned baselines)",
+    "delta-path": _Rule(
+        lambda a: "pathwise + delta-method control variate",
         True,
         lambda a: (
-            "when the score function is still too noisy: REBAR and RELAX (differentiable "
-            "f) and learned, input-dependent baselines (any f) keep it unbiased"
+            "f twice differentiable, x Gaussian: subtract the pathwise gradient of the "
+            "second-order Taylor model of f at the mean, whose mean is known (Miller et al. "
+            "2017); f, ∇f and ∇²f at the mean once per batch, one evaluation of f on top of "
+            "the samples (so a budget of at least 2); exact when f is quadratic, it can add "
+            "variance when f is far from quadratic on the scale of σ unless its coefficient "
+            "β is estimated from separate draws"
+        ),
+        lambda a: a.gaussian and a.differentiable_f and a.budget >= 2,
+        "pathwise + delta-method\ncontrol variate",
+    ),
+    "delta-score": _Rule(
+        lambda a: "score function + delta-method control variate",
+        True,
+        lambda a: (
+            "f twice differentiable, x Gaussian: the Taylor model of f at the mean times the "
+            "score is a control variate with a closed-form mean (Paisley et al. 2012); the "
+            "model needs f(μ), ∇f and ∇²f at the mean once per batch, one evaluation of f on "
+            "top of the samples (so a budget of at least 2); the same caveat as for the "
+            "pathwise version: estimate β unless f is close to quadratic on the scale of σ"
+        ),
+        lambda a: a.gaussian and a.differentiable_f and a.budget >= 2,
+        "score function + delta-method\ncontrol variate",
+    ),
+    "sum-sample": _Rule(
+        lambda a: "sum and sample (Rao–Blackwellized score function)",
+        True,
+        lambda a: (
+            f"x takes {a.num_values} values, more than the budget: sum the likeliest "
+            "outcomes exactly and sample the rest, num_summed + num_samples evaluations, at "
+            "least 3: one summed outcome (with none it is the plain score function) and two "
+            "sampled (the fewest whose spread gives a standard error; sum_and_sample draws "
+            "N >= 2); the variance is (1 − π_C)² Var_q[g], small when the summed outcomes C "
+            "hold most of the probability"
+        ),
+        lambda a: a.num_values is not None and a.budget >= 3,
+        "sum and sample",
+    ),
+    "rebar": _Rule(
+        lambda a: "REBAR",
+        True,
+        lambda a: (
+            "f differentiable between the discrete values: the relaxation, used as a "
+            "control variate, keeps the score function unbiased; three evaluations of f "
+            "per sample (two at relaxed inputs, with a backward pass), and τ and η to tune "
+            "on held-out draws; the control removes only the part of the variance that the "
+            "relaxed f explains, which can be almost none (on the one-bit toy of the choosing "
+            "chapter the tuned η is near 0 and REBAR is no quieter than the plain score "
+            "function): measure it"
+        ),
+        lambda a: a.differentiable_f and a.budget >= 3,
+        "REBAR",
+    ),
+    "relax-cv": _Rule(
+        lambda a: "RELAX (learned control variate)",
+        True,
+        lambda a: (
+            "any f: a differentiable control of the relaxed sample, trained to minimize the "
+            "estimator's variance from the same draws; one evaluation of f per sample and "
+            "three of the control, with backward passes"
         ),
         lambda a: True,
-        "control variates",
+        "RELAX",
+    ),
+    "nvil": _Rule(
+        lambda a: "learned baseline (NVIL)",
+        True,
+        lambda a: (
+            "any f: a baseline that depends on the input the distribution is conditioned on "
+            "(amortized inference, a policy), trained on the squared error of f − b, with "
+            "the signal centred and scaled by running averages; works with one evaluation"
+        ),
+        lambda a: True,
+        "learned baseline (NVIL)",
     ),
     "fd": _Rule(
         lambda a: "finite differences + CRN",
@@ -196,11 +264,11 @@ GUIDE_QUESTIONS = {  # key: (chart text, the question asked of the answers a)
 
 GUIDE_LEAVES = {  # key: the rules that apply there, most preferred first
     "enumerate": ("enumerate",),
-    "relax": ("gumbel", "straight", "score", "control", "fd"),
-    "sf-discrete": ("score", "control", "fd"),
-    "pathwise": ("pathwise", "boundary", "score", "mvd", "fd"),
+    "relax": ("gumbel", "straight", "score", "sum-sample", "rebar", "relax-cv", "nvil", "fd"),
+    "sf-discrete": ("score", "sum-sample", "rebar", "relax-cv", "nvil", "fd"),
+    "pathwise": ("pathwise", "delta-path", "boundary", "score", "delta-score", "mvd", "fd"),
     "boundary": ("boundary", "fd"),
-    "sf-continuous": ("score", "mvd", "control", "fd"),
+    "sf-continuous": ("score", "delta-score", "mvd", "nvil", "fd"),
 }
 """The leaves of the guide: the keys of :data:`GUIDE_RULES` listed there, most preferred first.
 The first rule of every leaf applies to every answer that reaches the leaf."""
@@ -303,10 +371,17 @@ def recommend(
     is differentiable and x = x(θ, ε) (``has_rsample``); otherwise the score function, with a
     leave-one-out baseline when ``budget`` >= 2 and the boundary term added by hand when the
     support moves with θ; the measure-valued estimator for a Gaussian when 2D evaluations fit
-    the budget; control variates (REBAR, RELAX, learned baselines: Tucker et al. 2017,
-    Grathwohl et al. 2018, Mnih and Gregor 2014) when the score function is still too noisy;
-    finite differences with common random numbers, bias O(h²) and 2D evaluations per sample,
-    when a bias is acceptable and at least two samples fit (4D evaluations).
+    the budget; for a Gaussian x and a twice-differentiable f, the delta-method control
+    variates of the pathwise and score-function estimators (the second-order Taylor model of
+    f at the mean: Miller et al. 2017, Paisley et al. 2012) when at least two evaluations fit
+    (the model needs f at the mean on top of the samples); for a discrete x with more values
+    than the budget but a known count, sum and sample (Liu et al. 2019) when at least three
+    evaluations fit (one summed outcome and two sampled); REBAR (Tucker et al. 2017) for a
+    differentiable f when its three evaluations per sample fit, RELAX (Grathwohl et al. 2018)
+    for any f; a learned baseline (NVIL, Mnih and Gregor 2014) wherever the score function is
+    the fallback; finite differences with common random numbers, bias O(h²) and 2D
+    evaluations per sample, when a bias is acceptable and at least two samples fit (4D
+    evaluations).
 
     Every flag must be exactly True or False (a string such as "no" is refused, not read
     as True), and the counts integers >= 1; anything else raises ``TypeError`` or
@@ -332,8 +407,8 @@ def recommend(
 
     Example:
         >>> [r.estimator for r in recommend(differentiable_f=False, reparameterizable=False,
-        ...                                  discrete=True, budget=4)]
-        ['score function + leave-one-out', 'control variates (REBAR, RELAX, learned baselines)']
+        ...                                  discrete=True, budget=4)][:2]
+        ['score function + leave-one-out', 'RELAX (learned control variate)']
     """
     a = _answers(
         differentiable_f=differentiable_f,
@@ -360,7 +435,12 @@ _SHORT = {  # a rule's name in a leaf's "then:" list
     "boundary": "score fn. + boundary (support moves)",
     "score": "score fn. + LOO",
     "mvd": "measure-valued (Gaussian)",
-    "control": "control variates",
+    "delta-path": "pathwise + delta CV",
+    "delta-score": "score fn. + delta CV",
+    "sum-sample": "sum and sample",
+    "rebar": "REBAR",
+    "relax-cv": "RELAX",
+    "nvil": "NVIL baseline",
     "fd": "FD + CRN",
 }
 
@@ -371,14 +451,14 @@ _LAYOUT = {  # key: (x, y) centre of its box
     "smooth": (10.3, 5.6),
     "enumerate": (1.0, 3.7),
     "relaxable": (4.5, 3.7),
-    "pathwise": (8.4, 3.7),
+    "pathwise": (8.4, 3.55),
     "moving": (12.2, 3.7),
     "relax": (2.0, 1.4),
     "sf-discrete": (5.5, 1.4),
     "boundary": (9.6, 1.4),
     "sf-continuous": (13.1, 1.4),
     "always": (1.6, 7.6),
-    "control": (9.5, -0.6),
+    "control": (9.5, -0.5),
 }
 
 
@@ -410,8 +490,8 @@ GUIDE_NODES = {
     ),
     "control": (
         (
-            "still too noisy? control variates:\nREBAR (measured in the discrete\n"
-            "chapter), RELAX, learned baselines"
+            "still too noisy? sum out what you\ncan, add a control variate (delta\n"
+            "method, REBAR, RELAX, NVIL)"
         ),
         _LAYOUT["control"],
         "note",

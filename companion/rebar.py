@@ -1,4 +1,4 @@
-"""REBAR: the relaxed f as a control variate for Bernoulli variables (Chapter 6).
+"""REBAR and RELAX: control variates built on the relaxation, for Bernoulli variables (Ch. 6, 7).
 
 For independent bits b_i = 1[z_i > 0], z_i = logits_i + L_i with L_i standard logistic (the
 difference of two standard Gumbels, so b_i ~ Bernoulli(π_i), π_i = sigmoid(logits_i)), the
@@ -13,6 +13,11 @@ coefficient f(x) - η c(z̃) held constant. It is unbiased for every η and τ:
 E[c(z̃) ∇ log p(x)] + E[∇ c(z̃)] = ∇ E_b[E[c(z̃) | x]] = ∇ E[c(z)] = E[∇ c(z)].
 One sample costs three evaluations of f (at x, at sigmoid(z/τ), at sigmoid(z̃/τ)), the last
 two with a backward pass through f, so f must accept relaxed inputs in (0, 1).
+
+RELAX (Grathwohl, Choi, Wu, Roeder, Duvenaud 2018, "Backpropagation through the void:
+optimizing control variates for black-box gradient estimation", ICLR, Alg. 2) replaces η c
+by any differentiable control c_ψ, here of the relaxed bits sigmoid(z / τ), and trains ψ to
+minimize the estimator's variance (:func:`relax_bernoulli`); with c_ψ = η f it is REBAR.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torch.distributions import Bernoulli
 from torch.distributions.utils import clamp_probs
 
 from ._validation import (
+    check_allocation,
     check_bool,
     check_callable,
     check_finite,
@@ -33,7 +39,7 @@ from ._validation import (
 from .estimators import per_sample_gradients
 from .montecarlo import Estimate, summarize
 
-__all__ = ["conditional_logistic", "rebar_bernoulli"]
+__all__ = ["conditional_logistic", "rebar_bernoulli", "relax_bernoulli"]
 
 
 def _check_logits(logits) -> torch.Tensor:
@@ -186,3 +192,112 @@ def rebar_bernoulli(
         return _rebar_surrogate(f, copies, u, v, temperature, eta, conditional)
 
     return per_sample_gradients(fn, logits.detach(), num_samples)
+
+
+def _check_temperature(temperature):
+    """τ > 0: a number, or a 0-dim floating tensor kept as it is (so that τ can be trained)."""
+    if isinstance(temperature, torch.Tensor) and temperature.is_floating_point():
+        if temperature.numel() != 1:
+            raise ValueError(f"temperature must be a scalar, got {describe(temperature)}")
+        check_real("temperature", temperature.detach(), positive=True)
+        return temperature.reshape(())
+    return check_real("temperature", temperature, positive=True)
+
+
+def _relax_surrogate(f, control, copies, u, v, temperature) -> torch.Tensor:
+    """Per-row surrogate whose gradient in row n of ``copies`` (N, n) is RELAX's g_n:
+    (f(x) - c(z̃)) log p(x) with the coefficient held constant, + c(z) - c(z̃),
+    c(z) = control(sigmoid(z / τ))."""
+    num = copies.shape[0]
+    z = copies + torch.logit(u)  # logits + L, L standard logistic
+    x = (z > 0).to(copies.dtype).detach()  # x_i ~ Bernoulli(π_i)
+    z_tilde = conditional_logistic(copies, x, v)  # z̃ ~ z | x, reparameterized
+
+    def c(z_):  # the control at the relaxed bits; its graph to ψ is kept
+        values = control(torch.sigmoid(z_ / temperature))
+        if not isinstance(values, torch.Tensor) or not values.is_floating_point():
+            raise TypeError(
+                f"control must map relaxed bits ({num}, n) to a real floating-point tensor "
+                f"of shape ({num},), got {describe(values)}"
+            )
+        if values.shape != (num,):
+            raise ValueError(
+                f"control must map relaxed bits ({num}, n) to a tensor of shape ({num},), "
+                f"got {describe(values)}"
+            )
+        check_finite("control(relaxed bits)", values.detach())
+        return values
+
+    c_z, c_tilde = c(z), c(z_tilde)
+    # The coefficient of ∇θ log p(x) is held constant in θ but not in ψ: c at a z̃ cut from
+    # θ (a third evaluation of the control) keeps the graph to ψ that the variance
+    # gradient needs, since -c(z̃) ∇θ log p(x) is a term of g that depends on ψ.
+    c_coef = c(z_tilde.detach())
+    log_p = Bernoulli(logits=copies).log_prob(x).sum(-1)  # log p(x), (N,)
+    f_x = evaluate_f(f, x, num).detach()
+    return (f_x - c_coef) * log_p + c_z - c_tilde
+
+
+def relax_bernoulli(
+    f, logits, control, num_samples: int, *, temperature=0.5, variance_loss=False
+) -> Estimate | tuple[Estimate, torch.Tensor]:
+    """RELAX estimates of ∇ E[f(x)], x_i ~ Bernoulli(sigmoid(logits_i)) independent.
+
+    Per sample (Grathwohl et al. 2018, eq. 8 and Alg. 2), with z = logits + L, x = 1[z > 0],
+    z̃ ~ z | x (:func:`conditional_logistic`) and c(z) = control(sigmoid(z / τ)):
+
+        g = (f(x) - c(z̃)) ∇ log p(x) + ∇ c(z) - ∇ c(z̃),
+
+    unbiased for every differentiable control, by the argument of REBAR (module docstring);
+    ``control = lambda y: eta * f(y)`` gives :func:`rebar_bernoulli`, and a control that
+    ignores its input is a constant baseline. Costs one evaluation of f per sample (f need
+    not accept relaxed inputs) and three of the control (at z, at z̃, and at z̃ cut from θ
+    for the coefficient), with backward passes.
+
+    Training the control (Alg. 2): since E[g] does not depend on ψ, the parameters of the
+    control, ∂/∂ψ tr Var[g] = ∂/∂ψ E[||g||²] = E[2 gᵀ ∂g/∂ψ]. With ``variance_loss=True``
+    the call also returns L = mean_n ||g_n||², built with a graph to ψ (create_graph), so
+    ``L.backward()`` and a step of any optimizer on ψ follow the unbiased variance gradient
+    from the same draws as the estimate.
+
+    Args:
+        f: maps bits, shape ``(N, n)`` of zeros and ones, to ``(N,)``.
+        logits: the logits of the n bits, a finite 1-D floating tensor ``(n,)``.
+        control: c_ψ, maps relaxed bits ``(N, n)`` in (0, 1) to ``(N,)``, differentiable,
+            each row on its own (e.g. a small ``torch.nn.Module``); its parameters ψ.
+        num_samples: N >= 2 independent samples.
+        temperature: τ > 0 of the relaxation, a number or 0-dim floating tensor (a tensor
+            with ``requires_grad`` is trained with ψ by the variance loss).
+        variance_loss: if True, return ``(estimate, L)`` as above.
+
+    Returns:
+        An :class:`~companion.montecarlo.Estimate` (per-sample gradients ``(N, n)``, detached);
+        with ``variance_loss=True`` the pair ``(estimate, L)``, L a 0-dim tensor.
+
+    Example:
+        >>> est = relax_bernoulli(lambda x: x.sum(-1), torch.zeros(3), lambda y: y.sum(-1), 4)
+        >>> est.samples.shape
+        torch.Size([4, 3])
+    """
+    check_callable("f", f)
+    check_callable("control", control)
+    logits = _check_logits(logits)
+    if logits.dim() != 1:
+        raise ValueError(f"logits must be a 1-D tensor (n,), got shape {tuple(logits.shape)}")
+    num_samples = check_positive_int("num_samples", num_samples, minimum=2)
+    temperature = _check_temperature(temperature)
+    variance_loss = check_bool("variance_loss", variance_loss)
+    shape = (num_samples, logits.shape[0])
+    check_allocation(
+        "num_samples", num_samples, num_samples * logits.numel() * logits.element_size()
+    )
+    u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
+    v = torch.rand(shape, dtype=logits.dtype, device=logits.device)
+    with torch.enable_grad():
+        copies = logits.detach().expand(shape).clone().requires_grad_(True)  # row n: θ_n
+        surrogate = _relax_surrogate(f, control, copies, u, v, temperature)
+        (g,) = torch.autograd.grad(surrogate.sum(), copies, create_graph=variance_loss)
+    estimate = summarize(check_finite("the RELAX gradient", g.detach()))
+    if variance_loss:
+        return estimate, (g**2).sum(-1).mean()
+    return estimate

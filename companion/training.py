@@ -25,16 +25,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from torch.distributions import Normal, kl_divergence
 from tqdm import tqdm
 
-from ._validation import check_allocation, check_bool, check_positive_int, describe
+from ._validation import check_allocation, check_bool, check_positive_int, check_real, describe
 from .data import binarize
 from .montecarlo import Estimate
 from .surrogates import score_function_surrogate, surrogate_objective
 from .vae import VAE
 
-ESTIMATORS = ("pathwise", "score_function", "stl")
+ESTIMATORS = ("pathwise", "score_function", "stl", "dreg")
+"""``"dreg"`` (doubly reparameterized, Tucker et al. 2019) applies to ``objective="iwae"`` only."""
 BASELINES = (None, "loo")
+OBJECTIVES = ("elbo", "iwae")
+"""What :func:`train` maximizes: the ELBO (S draws averaged), or the IWAE bound L_k with k = S."""
 TEST_BINARIZATION_SEED = 0
 """Seed of the private generator that binarizes ``test_x`` once, identically in every run."""
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "options")
@@ -47,7 +51,12 @@ def _check_model(model) -> VAE:
     return model
 
 
-def _check_options(estimator, baseline, num_particles, keep_score_term=False) -> int:
+def _check_options(
+    estimator, baseline, num_particles, keep_score_term=False, objective="elbo"
+) -> int:
+    if not isinstance(objective, str) or objective not in OBJECTIVES:
+        kind = ValueError if isinstance(objective, str) else TypeError
+        raise kind(f"objective must be one of {OBJECTIVES}, got {describe(objective)}")
     if not isinstance(estimator, str):
         raise TypeError(f"estimator must be one of {ESTIMATORS}, got {describe(estimator)}")
     if estimator not in ESTIMATORS:
@@ -69,6 +78,15 @@ def _check_options(estimator, baseline, num_particles, keep_score_term=False) ->
         raise ValueError(
             f"baseline='loo' needs num_particles >= 2 (each draw's baseline is "
             f"the mean of the other draws of the same image), got {num_particles}"
+        )
+    if objective == "iwae" and estimator not in ("pathwise", "dreg"):
+        raise ValueError(
+            f"objective='iwae' takes estimator='pathwise' or 'dreg' (STL is biased for "
+            f"the IWAE bound), got estimator={estimator!r}"
+        )
+    if objective == "elbo" and estimator == "dreg":
+        raise ValueError(
+            "estimator='dreg' applies to objective='iwae' only; for the ELBO use 'stl'"
         )
     return num_particles
 
@@ -132,13 +150,75 @@ def elbo_surrogate(
     return surrogate_objective(log_w, surrogate)
 
 
+def _iwae_surrogate(model: VAE, x: torch.Tensor, k: int, estimator: str) -> torch.Tensor:
+    """Per-image values of L_k = logsumexp_j(log w_j) - log k, shape ``(batch,)``.
+
+    ``"pathwise"``: the gradient of L_k through z_j = loc + scale * eps_j (Burda et al.
+    2016). ``"dreg"``: the doubly reparameterized gradient (Tucker et al. 2019, eq. 7): for
+    the encoder sum_j stop(w̃_j²) ∇φ log w_j with q's parameters detached inside log q
+    (the path term only), w̃_j = w_j / sum_i w_i; for the decoder the usual
+    sum_j w̃_j ∇θ log p(x, z_j), from a second decoder pass on the stopped z (so the
+    decoder's part is not reweighted by w̃_j²). The value is L_k in both cases.
+    """
+    if estimator == "pathwise":
+        return torch.logsumexp(model.log_weights(x, k), dim=0) - math.log(k)
+    q = model._encode(x)
+    z = q.rsample((k,))  # (k, B, L)
+    base = q.base_dist
+    fixed_q = Normal(base.loc.detach(), base.scale.detach(), validate_args=False)
+    log_w = model._log_joint(x, z) - fixed_q.log_prob(z).sum(-1)  # (k, B): path term only
+    w_tilde = torch.softmax(log_w.detach(), dim=0)  # (k, B), self-normalized weights
+    decoder_part = model._log_joint(x, z.detach())  # (k, B): graph to θ only
+    surrogate = (w_tilde**2 * log_w + (w_tilde - w_tilde**2) * decoder_part).sum(0)  # (B,)
+    value = torch.logsumexp(log_w.detach(), dim=0) - math.log(k)
+    return surrogate_objective(value, surrogate)
+
+
+def _kl_weighted_objective(
+    model: VAE, x: torch.Tensor, num_particles: int, kl_weight: float, free_bits: float
+):
+    """(objective, log weights): E log p(x|z) - ω KL, or with the KL floored per unit.
+
+    The log-likelihood term is the pathwise estimate over S draws. Without free bits the
+    KL term is the Monte Carlo one, log q(z|x) - log p(z) at the same draws (so that at
+    ω = 1 the objective is the ELBO estimate that :func:`elbo_surrogate` differentiates).
+    With free bits λ > 0 (Kingma et al. 2016, §C.8) it is ω sum_l max(λ, KL_l), KL_l the
+    closed-form KL of unit l averaged over the minibatch. Returns a scalar to maximize and
+    the log weights ``(S, batch)``, detached, for the learning curve.
+    """
+    q = model._encode(x)
+    z = q.rsample((num_particles,))  # (S, B, L)
+    log_lik = model._decode(z).log_prob(x)  # (S, B)
+    log_ratio = model.prior.log_prob(z) - q.log_prob(z)  # (S, B): minus a KL draw
+    if free_bits > 0:
+        kl_unit = kl_divergence(q.base_dist, Normal(0.0, 1.0)).mean(0)  # (L,), batch mean
+        objective = log_lik.mean() - kl_weight * kl_unit.clamp_min(free_bits).sum()
+    else:
+        objective = (log_lik + kl_weight * log_ratio).mean()
+    return objective, (log_lik + log_ratio).detach()
+
+
+def _check_kl_options(kl_weight, warmup_epochs, free_bits, estimator, objective):
+    kl_weight = check_real("kl_weight", kl_weight, minimum=0.0)
+    warmup_epochs = check_positive_int("warmup_epochs", warmup_epochs, minimum=0)
+    free_bits = check_real("free_bits", free_bits, minimum=0.0)
+    changed = kl_weight != 1.0 or warmup_epochs > 0 or free_bits > 0
+    if changed and (estimator != "pathwise" or objective != "elbo"):
+        raise ValueError(
+            f"kl_weight, warmup_epochs and free_bits apply to estimator='pathwise' with "
+            f"objective='elbo', got estimator={estimator!r}, objective={objective!r}"
+        )
+    return kl_weight, warmup_epochs, free_bits
+
+
 @dataclass
 class History:
     """Per-epoch learning curves of :func:`train`, in nats per image.
 
     Attributes:
         train_elbo: mean of the minibatch ELBO estimates over the epoch (the parameters move
-            during the epoch, so this lags the end-of-epoch model slightly).
+            during the epoch, so this lags the end-of-epoch model slightly); for IWAE
+            training, of the minibatch estimates of L_k.
         test_elbo: single-sample ELBO averaged over the (fixed-binarized) test set at the end
             of each epoch; empty without ``test_x``.
         seconds: wall-clock time of each epoch.
@@ -390,6 +470,10 @@ def train(
     checkpoint=None,
     resume: bool = False,
     device=None,
+    objective: str = "elbo",
+    kl_weight: float = 1.0,
+    warmup_epochs: int = 0,
+    free_bits: float = 0.0,
 ) -> History:
     """Maximize the ELBO with Adam and minibatches; return per-epoch learning curves.
 
@@ -425,6 +509,23 @@ def train(
             ``weights_only=True``); its options (estimator, baseline, num_particles,
             batch_size, lr) and architecture must match this call's.
         device: where to train (e.g. ``"cuda"``); default the model's current device.
+        objective: ``"elbo"`` (default) or ``"iwae"``: maximize the importance-weighted
+            bound L_k with k = ``num_particles`` (Burda et al. 2016), with
+            ``estimator="pathwise"`` or ``"dreg"``. With ``"pathwise"`` its cost per step
+            is that of the ELBO with the same ``num_particles``: k decoder evaluations per
+            image (``"dreg"`` decodes the k draws twice, once for the decoder's gradient).
+        kl_weight: ω >= 0, the weight of the KL term, E_q log p(x|z) - ω KL(q || p(z))
+            (the β of Higgins et al. 2017); 1 is the ELBO.
+        warmup_epochs: KL warm-up (Bowman et al. 2016; Sønderby et al. 2016): the weight
+            rises linearly from 0 at the first step to ``kl_weight`` after this many
+            epochs, then stays there; 0 (default) for none.
+        free_bits: λ >= 0, a floor on each latent unit's KL, averaged over the minibatch
+            and computed in closed form: the KL term becomes sum_l max(λ, KL_l) (Kingma et
+            al. 2016); 0 (default) for none. ``kl_weight``, ``warmup_epochs`` and
+            ``free_bits`` apply to the pathwise ELBO only. The history's ``train_elbo``
+            records the ELBO estimate (the mean log weight, ω = 1, no floor) whatever the
+            weight or floor; with ``objective="iwae"`` it records the training L_k, and
+            ``test_elbo`` is the single-sample test ELBO in every case.
 
     Returns:
         A :class:`History`; resumed runs return the saved history extended.
@@ -440,7 +541,10 @@ def train(
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     lr = _check_lr(lr)
-    num_particles = _check_options(estimator, baseline, num_particles)
+    num_particles = _check_options(estimator, baseline, num_particles, objective=objective)
+    kl_weight, warmup_epochs, free_bits = _check_kl_options(
+        kl_weight, warmup_epochs, free_bits, estimator, objective
+    )
     progress, resume = check_bool("progress", progress), check_bool("resume", resume)
     path = _check_checkpoint(checkpoint, resume)
     target = _check_device(device, model)
@@ -456,6 +560,15 @@ def train(
         "batch_size": batch_size,
         "lr": lr,
     }
+    extra = {
+        "objective": (objective, "elbo"),
+        "kl_weight": (kl_weight, 1.0),
+        "warmup_epochs": (warmup_epochs, 0),
+        "free_bits": (free_bits, 0.0),
+    }
+    for key, (value, default) in extra.items():  # recorded when not the default, so that
+        if value != default:  # checkpoints written before these options still resume
+            options[key] = value
     saved = None
     if resume and path.exists():
         saved = _read_checkpoint(path, model, target, options, epochs, test_x is not None)
@@ -474,18 +587,33 @@ def train(
         initial=start,
         total=epochs,
     )
+    steps_per_epoch = math.ceil(n / batch_size)
     for epoch in bar:
         began, total = time.perf_counter(), 0.0
         model.train()
-        for idx in torch.randperm(n).split(batch_size):  # CPU generator: same on any device
+        for i, idx in enumerate(torch.randperm(n).split(batch_size)):  # CPU generator
             x = binarize(train_x[idx.to(train_x.device)])  # dynamic binarization, (B, D)
-            value = elbo_surrogate(
-                model, x, estimator=estimator, baseline=baseline, num_particles=num_particles
-            )  # (S, B)
+            step = epoch * steps_per_epoch + i
+            ramp = min(1.0, step / (warmup_epochs * steps_per_epoch)) if warmup_epochs else 1.0
+            weight = kl_weight * ramp  # ω at this step: 0 at the first step of a warm-up
+            if objective == "iwae":
+                log_w = None
+                bound = _iwae_surrogate(model, x, num_particles, estimator)  # (B,)
+                goal = bound.mean()
+            elif weight != 1.0 or free_bits > 0:
+                goal, log_w = _kl_weighted_objective(model, x, num_particles, weight, free_bits)
+            else:
+                log_w = elbo_surrogate(
+                    model, x, estimator=estimator, baseline=baseline, num_particles=num_particles
+                )  # (S, B)
+                goal = log_w.mean()
             optimizer.zero_grad(set_to_none=True)
-            (-value.mean()).backward()  # ascend the ELBO
+            (-goal).backward()  # ascend the objective
             optimizer.step()
-            total += value.detach().mean(dim=0).sum().item()
+            if log_w is None:  # IWAE: the ELBO of the same step is not computed; use L_k
+                total += bound.detach().sum().item()
+            else:
+                total += log_w.detach().mean(dim=0).sum().item()
         history.train_elbo.append(total / n)
         model.eval()
         if test_x is not None:
@@ -539,6 +667,14 @@ def _check_parameters(parameters, model: VAE) -> list:
     return params
 
 
+def _flat_grad(value: torch.Tensor, params: list) -> torch.Tensor:
+    """The gradient of ``value`` with respect to ``params``, flattened, zeros where unused."""
+    grads = torch.autograd.grad(value, params, allow_unused=True)
+    return torch.cat(
+        [torch.zeros_like(p).flatten() if g is None else g.flatten() for p, g in zip(params, grads)]
+    )
+
+
 def gradient_draws(
     model,
     x,
@@ -549,6 +685,7 @@ def gradient_draws(
     num_draws: int = 100,
     parameters=None,
     keep_score_term: bool = False,
+    objective: str = "elbo",
 ) -> Estimate:
     """Independent draws of the ELBO-gradient estimate at the model's current parameters.
 
@@ -566,6 +703,9 @@ def gradient_draws(
         num_draws: R >= 2 independent draws.
         parameters: a sequence of the model's parameters to differentiate; default the
             encoder's (``model.encoder.parameters()``).
+        objective: ``"elbo"`` (default), or ``"iwae"`` for the gradient of the bound L_k
+            with k = ``num_particles``, with ``estimator="pathwise"`` or ``"dreg"``, as
+            :func:`train` uses it.
 
     Returns:
         A :class:`companion.montecarlo.Estimate` whose ``samples`` have shape ``(R, P)``:
@@ -573,7 +713,7 @@ def gradient_draws(
         ``mean`` and ``stderr`` have shape ``(P,)``.
     """
     model = _check_model(model)
-    num_particles = _check_options(estimator, baseline, num_particles, keep_score_term)
+    num_particles = _check_options(estimator, baseline, num_particles, keep_score_term, objective)
     num_draws = check_positive_int("num_draws", num_draws, minimum=2)
     params = _check_parameters(parameters, model)
     x = model.check_images(x, binary=True)
@@ -582,6 +722,10 @@ def gradient_draws(
     check_allocation("num_draws", num_draws, num_draws * size * params[0].element_size())
     rows = torch.empty(num_draws, size, dtype=params[0].dtype, device=params[0].device)
     for r in range(num_draws):
+        if objective == "iwae":
+            value = _iwae_surrogate(model, x, num_particles, estimator).mean()
+            rows[r] = _flat_grad(value, params)
+            continue
         value = elbo_surrogate(
             model,
             x,
@@ -590,13 +734,7 @@ def gradient_draws(
             num_particles=num_particles,
             keep_score_term=keep_score_term,
         ).mean()
-        grads = torch.autograd.grad(value, params, allow_unused=True)
-        rows[r] = torch.cat(
-            [
-                torch.zeros_like(p).flatten() if g is None else g.flatten()
-                for p, g in zip(params, grads)
-            ]
-        )  # (P,)
+        rows[r] = _flat_grad(value, params)  # (P,)
     return Estimate(
         mean=rows.mean(dim=0), stderr=rows.std(dim=0) / math.sqrt(num_draws), samples=rows
     )
@@ -609,6 +747,7 @@ __all__ = [
     "gradient_draws",
     "ESTIMATORS",
     "BASELINES",
+    "OBJECTIVES",
     "TEST_BINARIZATION_SEED",
     "CHECKPOINT_KEYS",
 ]

@@ -417,8 +417,47 @@ def log_likelihood(model: VAE, x, k: int = 5000, *, chunk_size: int = 1000) -> t
     return total - math.log(k)
 
 
+ACTIVITY_THRESHOLD = 0.01
+"""Burda et al. (2016, §5.2): unit l is *active* when Var_x E_q[z_l | x] exceeds this."""
+
+
+@torch.no_grad()
+def latent_usage(model: VAE, x) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much each latent unit is used: its activity and its mean KL to the prior.
+
+    A_l = Var_x(E_{q(z|x)}[z_l]), the variance over the images of unit l's posterior mean
+    (Burda et al. 2016, §5.2: active when A_l > :data:`ACTIVITY_THRESHOLD`), and
+    KL_l = mean_x KL(q(z_l | x) || N(0, 1)) in closed form, whose sum over l is the KL term
+    of the ELBO averaged over the images.
+
+    Args:
+        model: a :class:`VAE`.
+        x: images, shape ``(batch, data_dim)``, values in [0, 1] (binary for a test set),
+            batch >= 2 (a variance over one image is undefined).
+
+    Returns:
+        ``(activity, kl)``, each of shape ``(latent_dim,)``, in the model's dtype.
+
+    Example:
+        >>> activity, kl = latent_usage(VAE(64, 2, 16), torch.rand(10, 64))
+        >>> int((activity > ACTIVITY_THRESHOLD).sum()) <= 2
+        True
+    """
+    model = _check_model(model)
+    x = model.check_images(x, binary=False)
+    if x.shape[0] < 2:
+        raise ValueError(
+            f"x must hold at least 2 images (A_l is a variance over images), got {x.shape[0]}"
+        )
+    q = model._encode(x).base_dist  # Normal, (B, L)
+    kl = kl_divergence(q, Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale)))  # (B, L)
+    return q.loc.var(0), kl.mean(0)
+
+
 __all__ = [
     "VAE",
+    "latent_usage",
+    "ACTIVITY_THRESHOLD",
     "iwae_bound",
     "log_likelihood",
     "SCALE_FLOOR",

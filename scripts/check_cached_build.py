@@ -7,7 +7,7 @@ log of such a build (run with --all, so that every page is read again) and fails
 myst-nb executed a notebook, or when a chapter of the table of contents was not taken from
 the cache.
 
-    python scripts/check_cached_build.py LOG [LOG ...]
+    python scripts/check_cached_build.py LOG [LOG ...] [--executes-nothing LOG ...]
 """
 
 from __future__ import annotations
@@ -65,8 +65,24 @@ def problems(log: str, notebooks: list[Path], root: Path = ROOT) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("logs", nargs="+", type=Path, help="logs of jupyter-book build --all")
+    parser.add_argument(
+        "--executes-nothing",
+        nargs="*",
+        type=Path,
+        default=[],
+        metavar="LOG",
+        help="logs of builds that execute nothing (the student edition): only an executed "
+        "notebook is a problem there",
+    )
     args = parser.parse_args(argv)
     notebooks, failed = chapters(), False
+    for log in args.executes_nothing:
+        found = [p for p in problems(log.read_text(errors="replace"), []) if "executed" in p]
+        for problem in found:
+            print(f"{log}: the build {problem}", file=sys.stderr)
+        if not found:
+            print(f"{log}: no notebook executed")
+        failed = failed or bool(found)
     for log in args.logs:
         found = problems(log.read_text(errors="replace"), notebooks)
         for problem in found:

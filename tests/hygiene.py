@@ -186,15 +186,30 @@ def _split_solutions(nb: dict) -> tuple[list[tuple[str, str]], list[str]]:
     """(cell type, normalized line) pairs inside solutions, and the lines outside them.
 
     A solution runs from a cell containing ``{solution-start}`` (or a ``{solution}``
-    directive) to the cell containing ``{solution-end}``.
+    directive) to the cell containing ``{solution-end}``; in a cell tagged
+    ``reference-solution`` only the lines between ``# BEGIN SOLUTION`` and ``# END SOLUTION``
+    are solution (the rest is the student's stub).
     """
     inside_lines, outside_lines, inside = [], [], False
     for cell in nb["cells"]:
         text = source(cell)
         inside = inside or "{solution-start}" in text or "{solution}" in text
+        # An implement-it exercise's reference solution: only its marked body is solution;
+        # the signature and docstring stay in the student edition (as the stub).
+        marked = "reference-solution" in cell.get("metadata", {}).get("tags", [])
+        in_body = False
         for line in text.splitlines():
             line = " ".join(line.split())
-            if inside:
+            if marked:
+                if line == "# BEGIN SOLUTION":
+                    in_body = True
+                elif line == "# END SOLUTION":
+                    in_body = False
+                elif in_body:
+                    inside_lines.append((cell["cell_type"], line))
+                else:
+                    outside_lines.append(line)
+            elif inside:
                 inside_lines.append((cell["cell_type"], line))
             else:
                 outside_lines.append(line)

@@ -1433,6 +1433,16 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
             },
         )
     )
+    T.append(
+        Target(
+            "load_breast_cancer",
+            C.load_breast_cancer,
+            lambda: {"dtype": torch.float64, "device": "cpu"},
+            (),
+            # device=None is valid: the CPU
+            {"dtype": [*dtype_bads, Bad("None", None)], "device": device_bads},
+        )
+    )
     checksums = _fake_mnist(tmp / "mnist")
     (tmp / "a_file").write_text("not a directory")
     garbage = tmp / "garbage"
@@ -1930,6 +1940,19 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
             },
         )
     )
+    T.append(
+        Target(
+            "latent_usage",
+            C.latent_usage,
+            lambda: {"model": vae(), "x": grey[:3].clone()},
+            ("model", "x"),
+            # grey levels are valid (binary=False); A_l is a variance over images: >= 2
+            {
+                "model": model_bads,
+                "x": [*image_bads, Bad("one image", fresh(lambda: grey[:1].clone()))],
+            },
+        )
+    )
 
     # ------------------------------------------------------------ training
     estimator_bads = [
@@ -1945,6 +1968,7 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
         Bad("True", True),
     ]
     keep_score_term_bads = [*flag_bads(), Bad("1.0", 1.0)]
+    objective_bads = [Bad('"kl"', "kl"), Bad('"ELBO"', "ELBO"), Bad("None", None), Bad("3", 3)]
     T.append(
         Target(
             "elbo_surrogate",
@@ -2041,6 +2065,14 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 ],
                 "resume": flag_bads(),
                 "device": device_train_bads,
+                "objective": objective_bads,
+                # 0 is valid: no KL term (an autoencoder with noise)
+                "kl_weight": real_bads(
+                    extra=[Bad("-1", -1.0), Bad("shape (2,)", fresh(lambda: torch.ones(2)))]
+                ),
+                # a huge warm-up is valid: the KL weight stays near 0 for the whole run
+                "warmup_epochs": count_bads(0, huge=False),
+                "free_bits": real_bads(extra=[Bad("-1", -1.0)]),
             },
         )
     )
@@ -2116,6 +2148,7 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                     Bad("True with estimator='pathwise'", True),
                 ],
                 # a generator of the model's parameters is valid (read once)
+                "objective": objective_bads,
                 "parameters": [
                     Bad('"x"', "x"),
                     Bad("[]", []),
@@ -2334,6 +2367,32 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "eta": real_bads(extra=[Bad("shape (2,)", fresh(lambda: torch.ones(2)))]),
                 "conditional": flag_bads(),
                 "parts": flag_bads(),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "relax_bernoulli",
+            C.relax_bernoulli,
+            lambda: {
+                "f": lambda x: x.sum(-1),
+                "logits": torch.zeros(3),
+                "control": lambda y: y.sum(-1),
+                "num_samples": 4,
+                "temperature": 0.5,
+                "variance_loss": False,
+            },
+            ("f", "logits", "control", "num_samples"),
+            {
+                "f": callable_bads(*F_RETURNS, returning("x itself", lambda x: x)),
+                "logits": tensor_bads(torch.zeros(2, 2), extra=[Bad("a list", [0.0] * 3)]),
+                "control": callable_bads(*F_RETURNS, returning("y itself", lambda y: y)),
+                "num_samples": count_bads(2),
+                # a 0-dim floating tensor is valid (a trained temperature)
+                "temperature": real_bads(
+                    positive=True, extra=[Bad("shape (2,)", fresh(lambda: torch.full((2,), 0.5)))]
+                ),
+                "variance_loss": flag_bads(),
             },
         )
     )
@@ -2874,6 +2933,317 @@ def build_targets(tmp: Path) -> list[Target]:  # one table, read top to bottom
                 "num_samples": count_bads(1, extra=[Bad("3 (params carry 4)", 3)]),
                 "estimator": estimator_bads,
                 "baselines": baselines_bads,
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ control variates
+    def log_sigmoid_sum(x):  # smooth f for the delta method
+        return torch.nn.functional.logsigmoid(x).sum(-1)
+
+    def table(k):  # f on the outcomes of a categorical (a long tensor)
+        return (k.double() - 1) ** 2
+
+    # integer gradient estimates are numbers
+    cv_g_bads = tensor_bads(torch.zeros(8, 3), torch.zeros(1, 2), torch.zeros(8, 2, 1), ints=False)
+    T.append(
+        Target(
+            "optimal_coefficient",
+            C.optimal_coefficient,
+            lambda: {"g": torch.randn(8, 2), "phi": torch.randn(8, 2)},
+            ("g", "phi"),
+            {"g": cv_g_bads, "phi": tensor_bads(torch.zeros(8, 3), torch.zeros(7, 2), ints=False)},
+        )
+    )
+    T.append(
+        Target(
+            "controlled",
+            C.controlled,
+            lambda: {
+                "g": torch.randn(8, 2),
+                "phi": torch.randn(8, 2),
+                "phi_mean": torch.zeros(2),
+                "beta": 1.0,
+            },
+            ("g", "phi", "phi_mean"),
+            {
+                "g": cv_g_bads,
+                "phi": tensor_bads(torch.zeros(8, 3), torch.zeros(7, 2), ints=False),
+                "phi_mean": tensor_bads(torch.zeros(3), torch.zeros(8, 2), ints=False),
+                # a number, or one coefficient per coordinate (D,)
+                "beta": real_bads(
+                    extra=[
+                        Bad("shape (3,)", fresh(lambda: torch.ones(3))),
+                        Bad("a NaN tensor", fresh(lambda: torch.tensor([1.0, math.nan])), True),
+                    ]
+                ),
+            },
+        )
+    )
+    gaussian_bads = {
+        "f": callable_bads(*F_RETURNS, returning("a step function of x (floor)", torch.floor)),
+        "loc": tensor_bads(torch.zeros(2, 2), torch.tensor(0.0), extra=[Bad("a list", [0.0, 0.0])]),
+        "scale": tensor_bads(
+            torch.ones(3),
+            ints=False,  # an integer scale is a number
+            extra=[
+                Bad("negative", fresh(lambda: -torch.ones(2))),
+                Bad("zero", fresh(lambda: torch.zeros(2))),
+            ],
+        ),
+        "diagonal": flag_bads(),
+    }
+    cv_draws_bads = tensor_bads(torch.zeros(4, 3), torch.zeros(4), ints=False)
+    for func, draw_name in (
+        (C.delta_score_control_variate, "x"),
+        (C.delta_pathwise_control_variate, "eps"),
+    ):
+        T.append(
+            Target(
+                func.__name__,
+                func,
+                lambda draw_name=draw_name: {
+                    "f": log_sigmoid_sum,
+                    "loc": torch.zeros(2),
+                    "scale": torch.ones(2),
+                    draw_name: torch.randn(4, 2),
+                    "diagonal": False,
+                },
+                ("f", "loc", "scale", draw_name),
+                {**gaussian_bads, draw_name: cv_draws_bads},
+            )
+        )
+    categorical_logits_bads = tensor_bads(
+        torch.zeros(1),  # one outcome: nothing to estimate
+        torch.zeros(2, 2),
+        extra=[Bad("a list", [0.0] * 4)],
+    )
+    outcome_f_bads = callable_bads(*F_RETURNS)
+    T.append(
+        Target(
+            "enumerated_gradient",
+            C.enumerated_gradient,
+            lambda: {"f": table, "logits": torch.zeros(4)},
+            ("f", "logits"),
+            {"f": outcome_f_bads, "logits": categorical_logits_bads},
+        )
+    )
+    T.append(
+        Target(
+            "sum_and_sample",
+            C.sum_and_sample,
+            lambda: {
+                "f": table,
+                "logits": torch.zeros(4),
+                "num_summed": 1,
+                "num_samples": 4,
+                "baseline": 0.0,
+            },
+            ("f", "logits", "num_summed", "num_samples"),
+            {
+                "f": outcome_f_bads,
+                "logits": categorical_logits_bads,
+                # 0 is valid: the plain score function; at most K - 1 = 3 (one is sampled)
+                "num_summed": count_bads(0, extra=[Bad("K = 4", 4)]),
+                "num_samples": count_bads(2),
+                "baseline": real_bads(extra=[Bad("shape (4,)", fresh(lambda: torch.zeros(4)))]),
+            },
+        )
+    )
+    T.append(
+        Target(
+            "VarianceNormalizer",
+            C.VarianceNormalizer,
+            lambda: {"decay": 0.9},
+            ("decay",),
+            # 0 is valid (no memory); 1 would never move from the first batch
+            {"decay": real_bads(extra=[Bad("1", 1.0), Bad("-0.5", -0.5), Bad("1.5", 1.5)])},
+        )
+    )
+    T.append(
+        Target(
+            "VarianceNormalizer.update",
+            "update",
+            lambda: {"self": C.VarianceNormalizer(), "signal": torch.randn(5)},
+            ("signal",),
+            # one signal is a valid batch (N >= 1); integer signals are numbers
+            {
+                "signal": tensor_bads(
+                    torch.zeros(5, 2),
+                    torch.tensor(0.0),
+                    ints=False,
+                    extra=[Bad("a list of strings", ["a", "b"])],
+                )
+            },
+        )
+    )
+
+    # ------------------------------------------------------------ black-box VI
+    features = torch.cat([torch.randn(6, 2, dtype=torch.float64), torch.ones(6, 1)], 1)
+    labels = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+
+    def posterior():
+        return C.LogisticRegressionPosterior(features, labels, 1.0, num_nodes=8)
+
+    T.append(
+        Target(
+            "LogisticRegressionPosterior",
+            C.LogisticRegressionPosterior,
+            lambda: {
+                "X": features.clone(),
+                "y": labels.clone(),
+                "prior_scale": 1.0,
+                "num_nodes": 8,
+            },
+            ("X", "y", "prior_scale"),
+            {
+                "X": tensor_bads(  # an integer X is refused: features are real numbers
+                    torch.zeros(6),
+                    torch.zeros(6, 3, 1),
+                    torch.zeros(6, 0),
+                    extra=[Bad("a string array", np.array([["a"] * 3] * 6))],
+                ),
+                # integer labels 0/1 are valid
+                "y": tensor_bads(
+                    torch.zeros(5),
+                    torch.zeros(6, 1),
+                    ints=False,
+                    extra=[
+                        Bad("labels 0 and 2", fresh(lambda: 2 * labels.clone())),
+                        Bad("probabilities 0.5", fresh(lambda: torch.full((6,), 0.5))),
+                        Bad("booleans", fresh(lambda: labels > 0)),
+                    ],
+                ),
+                "prior_scale": real_bads(
+                    positive=True, extra=[Bad("shape (3,)", fresh(lambda: torch.ones(3)))]
+                ),
+                "num_nodes": count_bads(2, extra=[Bad("301", 301)]),
+            },
+        )
+    )
+    bbvi_w_bads = tensor_bads(  # integer weights are numbers
+        torch.zeros(4, 2),
+        torch.tensor(0.0),
+        ints=False,
+        extra=[Bad("a ragged list", [[0.0], [0.0, 0.0]])],
+    )
+    for bbvi_method, w in (
+        ("log_likelihood", lambda: torch.zeros(4, 3)),
+        ("log_joint", lambda: torch.zeros(4, 3)),
+        ("grad_log_likelihood", lambda: torch.zeros(4, 3)),
+        ("hessian_log_likelihood", lambda: torch.zeros(3)),  # one w: one (D, D) Hessian
+    ):
+        extra = [Bad("a batch (4, 3)", fresh(lambda: torch.zeros(4, 3)))] if w().dim() == 1 else []
+        T.append(
+            Target(
+                f"LogisticRegressionPosterior.{bbvi_method}",
+                bbvi_method,
+                lambda w=w: {"self": posterior(), "w": w()},
+                ("w",),
+                {"w": [*bbvi_w_bads, *extra]},
+            )
+        )
+    q_loc_bads = tensor_bads(
+        torch.zeros(2), torch.zeros(1, 3), extra=[Bad("a list", [0.0, 0.0, 0.0])]
+    )
+    q_scale_bads = tensor_bads(
+        torch.ones(2),
+        torch.ones(1, 3),
+        extra=[
+            Bad("a list", [1.0, 1.0, 1.0]),
+            Bad("negative", fresh(lambda: -torch.ones(3))),
+            Bad("zero", fresh(lambda: torch.zeros(3))),
+        ],
+    )
+    for bbvi_method in (
+        "expected_log_likelihood",
+        "kl",
+        "elbo",
+        "elbo_grad",
+        "expected_log_likelihood_grad",
+    ):
+        T.append(
+            Target(
+                f"LogisticRegressionPosterior.{bbvi_method}",
+                bbvi_method,
+                lambda: {
+                    "self": posterior(),
+                    "loc": torch.zeros(3),
+                    "scale": torch.full((3,), 0.5),
+                },
+                ("loc", "scale"),
+                {"loc": q_loc_bads, "scale": q_scale_bads},
+            )
+        )
+
+    def option_bads(*extra):
+        return [Bad("3", 3), Bad("True", True), Bad("a list", ["sgd"]), *extra]
+
+    T.append(
+        Target(
+            "fit_bbvi",
+            C.fit_bbvi,
+            lambda: {
+                "posterior": posterior(),
+                "estimator": "pathwise",
+                "num_samples": 2,
+                "lr": 1e-3,
+                "num_steps": 1,
+                "seed": 0,
+                "control_variate": "delta",
+                "baseline": None,  # score only
+                "log_every": 10,
+                "optimizer": "sgd",
+                "cosine_decay": True,
+                "cv_coefficient": "estimated",  # so that cv_pilot_samples is used
+                "cv_pilot_samples": 2,
+                "baseline_decay": 0.9,
+                "variance_replicates": 2,
+            },
+            ("posterior", "estimator"),
+            {
+                "posterior": [
+                    Bad("None", None),
+                    Bad('"data"', "data"),
+                    Bad("the class", C.LogisticRegressionPosterior),
+                    Bad("a tensor", fresh(lambda: torch.zeros(6, 3))),
+                ],
+                "estimator": option_bads(
+                    Bad("None", None),
+                    Bad('"reinforce"', "reinforce"),
+                    Bad('"Pathwise"', "Pathwise"),
+                ),
+                # 1 is valid: no leave-one-out baseline here
+                "num_samples": count_bads(1),
+                "lr": real_bads(positive=True),
+                "num_steps": count_bads(1),
+                "seed": count_bads(0, huge=False, none=True, extra=[Bad("2**64", 2**64)]),
+                # None is valid: no control variate
+                "control_variate": option_bads(Bad('"taylor"', "taylor")),
+                # the baselines are the score function's; here the estimator is pathwise
+                "baseline": option_bads(
+                    Bad('"mean"', "mean"),
+                    Bad('"moving_average" with pathwise', "moving_average"),
+                ),
+                # a huge period is valid: the log holds steps 0 and num_steps
+                "log_every": count_bads(1, huge=False),
+                "optimizer": option_bads(Bad("None", None), Bad('"rmsprop"', "rmsprop")),
+                "cosine_decay": flag_bads(),
+                "cv_coefficient": real_bads(
+                    extra=[
+                        Bad('"optimal"', "optimal"),
+                        Bad("shape (3,)", fresh(lambda: torch.ones(3))),
+                    ]
+                ),
+                "cv_pilot_samples": count_bads(2),
+                "baseline_decay": real_bads(
+                    extra=[Bad("0", 0.0), Bad("1", 1.0), Bad("-0.5", -0.5), Bad("1.5", 1.5)]
+                ),
+                # 0 is valid: no variance logged
+                "variance_replicates": [
+                    Bad("1", 1),
+                    *count_bads(0),
+                ],
             },
         )
     )

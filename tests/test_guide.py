@@ -39,18 +39,94 @@ def test_smooth_f_and_rsample_puts_pathwise_first():
         num_params=2,
         gaussian=True,
     )
-    assert got == ["pathwise", "score function + leave-one-out", "measure-valued (coupled)"]
+    assert got == [
+        "pathwise",
+        "pathwise + delta-method control variate",
+        "score function + leave-one-out",
+        "score function + delta-method control variate",
+        "measure-valued (coupled)",
+    ]
 
 
-def test_a_step_function_drops_pathwise_and_offers_control_variates():
+def test_a_step_function_drops_pathwise_and_the_delta_method_and_offers_a_learned_baseline():
     got = names(
         differentiable_f=False, reparameterizable=True, discrete=False, budget=100, gaussian=True
     )
     assert got == [
         "score function + leave-one-out",
         "measure-valued (coupled)",
-        "control variates (REBAR, RELAX, learned baselines)",
+        "learned baseline (NVIL)",
     ]
+
+
+def test_the_delta_method_needs_a_gaussian_and_a_differentiable_f():
+    delta = {
+        "pathwise + delta-method control variate",
+        "score function + delta-method control variate",
+    }
+    base = dict(reparameterizable=True, discrete=False, budget=10)
+    assert delta <= set(names(differentiable_f=True, gaussian=True, **base))
+    assert not delta & set(names(differentiable_f=True, gaussian=False, **base))
+    assert not delta & set(names(differentiable_f=False, gaussian=True, **base))
+    # f differentiable, a Gaussian declared without rsample: the score-function leaf, which
+    # offers the delta method for the score function only
+    got = names(differentiable_f=True, gaussian=True, **{**base, "reparameterizable": False})
+    assert got[0] == "score function + leave-one-out"
+    assert "score function + delta-method control variate" in got
+    assert "pathwise + delta-method control variate" not in got
+    recs = recommend(differentiable_f=True, gaussian=True, **base)
+    reasons = {r.estimator: r.reason for r in recs if r.estimator in delta}
+    assert "Miller" in reasons["pathwise + delta-method control variate"]
+    assert "Paisley" in reasons["score function + delta-method control variate"]
+    assert all("quadratic" in reason and "β" in reason for reason in reasons.values())
+
+
+def test_the_delta_method_needs_a_second_evaluation_for_the_model_at_the_mean():
+    """The Taylor model needs f at μ on top of the samples: not offered at budget 1."""
+    delta = {
+        "pathwise + delta-method control variate",
+        "score function + delta-method control variate",
+    }
+    base = dict(differentiable_f=True, reparameterizable=True, discrete=False, gaussian=True)
+    assert not delta & set(names(budget=1, **base))
+    assert delta <= set(names(budget=2, **base))
+    for r in recommend(budget=2, **base):
+        if r.estimator in delta:
+            assert "one evaluation of f on top of the samples" in r.reason
+
+
+def test_the_reasons_say_why_sum_and_sample_needs_three_and_that_rebar_may_not_help():
+    base = dict(differentiable_f=True, reparameterizable=False, discrete=True, num_values=100)
+    reasons = {r.estimator: r.reason for r in recommend(budget=3, **base)}
+    sample = reasons["sum and sample (Rao–Blackwellized score function)"]
+    assert "at least 3" in sample and "one summed outcome" in sample and "two" in sample
+    assert "can be almost none" in reasons["REBAR"]
+
+
+def test_sum_and_sample_needs_a_known_count_and_three_evaluations():
+    base = dict(differentiable_f=False, reparameterizable=False, discrete=True)
+    sample = "sum and sample (Rao–Blackwellized score function)"
+    got = recommend(budget=3, num_values=100, **base)
+    assert [r.estimator for r in got][:2] == ["score function + leave-one-out", sample]
+    assert "x takes 100 values" in got[1].reason and got[1].unbiased
+    assert sample not in names(budget=2, num_values=100, **base)  # one summed + one sampled
+    assert sample not in names(budget=3, **base)  # the count is unknown
+    assert names(budget=100, num_values=100, **base) == ["enumeration (Rao–Blackwellization)"]
+
+
+def test_rebar_needs_a_differentiable_f_and_three_evaluations_relax_and_nvil_do_not():
+    base = dict(reparameterizable=False, discrete=True, num_values=1000)
+    assert "REBAR" in names(differentiable_f=True, budget=3, **base)
+    assert "REBAR" not in names(differentiable_f=True, budget=2, **base)
+    assert "REBAR" not in names(differentiable_f=False, budget=100, **base)
+    for budget in (1, 2, 100):
+        for diff in (False, True):
+            got = names(differentiable_f=diff, budget=budget, **base)
+            assert got[-2:] == ["RELAX (learned control variate)", "learned baseline (NVIL)"]
+    (rebar,) = [
+        r for r in recommend(differentiable_f=True, budget=3, **base) if r.estimator == "REBAR"
+    ]
+    assert rebar.unbiased and "three evaluations of f" in rebar.reason
 
 
 def test_one_evaluation_leaves_a_constant_baseline_and_no_two_sided_estimator():
@@ -80,13 +156,17 @@ def test_discrete_x_with_a_bias_allowed_puts_relaxations_first():
     base = dict(reparameterizable=False, discrete=True, budget=4)
     assert names(differentiable_f=True, **base) == [
         "score function + leave-one-out",
-        "control variates (REBAR, RELAX, learned baselines)",
+        "REBAR",
+        "RELAX (learned control variate)",
+        "learned baseline (NVIL)",
     ]
     assert names(differentiable_f=True, bias_ok=True, **base) == [
         "Gumbel-softmax (Concrete)",
         "straight-through",
         "score function + leave-one-out",
-        "control variates (REBAR, RELAX, learned baselines)",
+        "REBAR",
+        "RELAX (learned control variate)",
+        "learned baseline (NVIL)",
         "finite differences + CRN",
     ]
     # a bias is allowed but f is not differentiable: no relaxation

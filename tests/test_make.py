@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -101,14 +102,24 @@ def test_student_config_removes_solutions_and_shares_the_cache():
     assert json.dumps(book, sort_keys=True) == before, "the book's configuration was changed"
     assert student["title"] == f"{book['title']} (student edition)"
     assert student["sphinx"]["config"]["student_edition"] is True
-    assert student["sphinx"]["config"]["html_copy_source"] is False
+    # its sources are the student notebooks: each page's download is one of them
+    assert student["sphinx"]["config"]["html_copy_source"] is True
     assert student["launch_buttons"] == {}
     assert student["execute"]["cache"] == str(ROOT / "_build" / ".jupyter_cache")
-    assert student["execute"]["execute_notebooks"] == book["execute"]["execute_notebooks"]
+    assert student["execute"]["execute_notebooks"] == "off"  # outputs come with the notebooks
     extensions = student["sphinx"]["local_extensions"]
     assert extensions.keys() == book["sphinx"]["local_extensions"].keys()
     for name, path in extensions.items():
         assert (ROOT / "_ext" / f"{name}.py").exists() and path == str(ROOT / "_ext")
+    # the sources live elsewhere: every path to the repository's files is absolute and exists
+    settings = student["sphinx"]["config"]
+    for path in (
+        student["bibtex_bibfiles"]
+        + settings["html_static_path"]
+        + settings["latex_additional_files"]
+    ):
+        assert Path(path).is_absolute() and Path(path).is_relative_to(ROOT), path
+        assert Path(path).exists() or Path(path).name == "_vendor", path
 
 
 def test_student_config_writes_a_valid_jupyter_book_config(tmp_path):

@@ -242,7 +242,7 @@ def test_short_training_improves_test_elbo():
         (
             lambda m: elbo_surrogate(m, torch.zeros(2, 6), estimator="reinforce"),
             ValueError,
-            r"estimator must be one of \('pathwise', 'score_function', 'stl'\)",
+            r"estimator must be one of \('pathwise', 'score_function', 'stl', 'dreg'\)",
         ),
         (
             lambda m: elbo_surrogate(m, torch.zeros(2, 6), estimator=3),
@@ -747,3 +747,200 @@ def test_dependencies_run_one_way():
                 assert "training" not in source and "training" not in names, module
     training_sources = {source for source, _, level, _ in _imports("training") if level}
     assert {"vae", "data"} <= training_sources
+
+
+# ------------------------------------------------------- KL weight, warm-up, free bits, IWAE
+
+
+def test_kl_weighted_objective_at_weight_one_is_the_elbo_and_free_bits_floor_each_unit():
+    """ω = 1 without a floor: the pathwise ELBO estimate, value and gradient, on the same noise.
+
+    With a floor λ: mean log p(x|z) − ω Σ_l max(λ, KL_l), KL_l in closed form, batch mean."""
+    model, x = _small(), _binary(5, 6)
+    params = list(model.parameters())
+    with torch.random.fork_rng():
+        goal, log_w = training._kl_weighted_objective(model, x, 3, 1.0, 0.0)
+    grad = torch.cat([g.flatten() for g in torch.autograd.grad(goal, params)])
+    reference = elbo_surrogate(model, x, num_particles=3)
+    ref_grad = torch.autograd.grad(reference.mean(), params)
+    check_close(
+        "ω = 1: the ELBO's gradient",
+        grad,
+        torch.cat([g.flatten() for g in ref_grad]),
+        rtol=1e-12,
+        atol=1e-14,
+    )
+    check_close("ω = 1: the log weights", log_w, reference.detach(), rtol=1e-12)
+    for weight, lam in ((2.0, 0.0), (0.5, 0.3), (1.0, 5.0)):
+        with torch.random.fork_rng():
+            goal, log_w = training._kl_weighted_objective(model, x, 3, weight, lam)
+        q = model.encode(x)
+        z = q.rsample((3,))
+        log_lik = model.decode(z).log_prob(x)
+        ratio = model.prior.log_prob(z) - q.log_prob(z)
+        if lam > 0:
+            loc, scale = q.base_dist.loc, q.base_dist.scale
+            kl_unit = (0.5 * (scale**2 + loc**2 - 1) - scale.log()).mean(0)  # (L,)
+            expected = log_lik.mean() - weight * kl_unit.clamp_min(lam).sum()
+        else:
+            expected = (log_lik + weight * ratio).mean()
+        check_close(f"ω = {weight}, λ = {lam}: objective", goal, expected, rtol=1e-12)
+        check_close(
+            f"ω = {weight}, λ = {lam}: log weights", log_w, (log_lik + ratio).detach(), rtol=1e-12
+        )
+
+
+def test_warmup_raises_the_kl_weight_linearly_from_zero(monkeypatch):
+    """Two epochs of warm-up with two steps each: ω = 0, 1/4, 1/2, 3/4, then the plain ELBO."""
+    weights = []
+    original = training._kl_weighted_objective
+
+    def record(model, x, num_particles, kl_weight, free_bits):
+        weights.append(kl_weight)
+        return original(model, x, num_particles, kl_weight, free_bits)
+
+    monkeypatch.setattr(training, "_kl_weighted_objective", record)
+    calls = []
+    plain = training.elbo_surrogate
+    monkeypatch.setattr(
+        training, "elbo_surrogate", lambda *a, **k: calls.append(1) or plain(*a, **k)
+    )
+    model = _small()
+    history = train(
+        model, torch.rand(40, 6), epochs=3, batch_size=20, warmup_epochs=2, progress=False
+    )
+    assert weights == [0.0, 0.25, 0.5, 0.75] and len(calls) == 2  # the third epoch: ω = 1
+    assert history.epochs == 3 and all(math.isfinite(v) for v in history.train_elbo)
+    weights.clear()
+    train(
+        _small(),
+        torch.rand(40, 6),
+        epochs=1,
+        batch_size=20,
+        kl_weight=2.0,
+        free_bits=0.1,
+        progress=False,
+    )
+    assert weights == [2.0, 2.0]
+
+
+def test_iwae_surrogates_value_and_exact_gradients():
+    """Pathwise: the value is iwae_bound on the same noise, and so is its gradient.
+
+    DReG: the same value; at k = 1 its encoder gradient is STL's; at any k its decoder
+    gradient is the pathwise one (sum_j w̃_j ∇θ log p(x, z_j)), all on the same noise."""
+    model, x = _small(), _binary(4, 6)
+    enc, dec = list(model.encoder.parameters()), list(model.decoder.parameters())
+
+    def grads(value, params):
+        return torch.cat(
+            [g.flatten() for g in torch.autograd.grad(value.sum(), params, retain_graph=True)]
+        )
+
+    from companion.vae import iwae_bound
+
+    for k in (1, 5):
+        with torch.random.fork_rng():
+            path = training._iwae_surrogate(model, x, k, "pathwise")
+        with torch.random.fork_rng():
+            dreg = training._iwae_surrogate(model, x, k, "dreg")
+        with torch.random.fork_rng():
+            reference = iwae_bound(model, x, k=k)
+        check_close(f"k = {k}: pathwise value = iwae_bound", path, reference, rtol=1e-12)
+        check_close(f"k = {k}: DReG value = iwae_bound", dreg, reference, rtol=1e-12)
+        check_close(
+            f"k = {k}: pathwise gradient = iwae_bound's",
+            grads(path, enc + dec),
+            grads(reference, enc + dec),
+            rtol=1e-12,
+            atol=1e-14,
+        )
+        check_close(
+            f"k = {k}: DReG's decoder gradient = pathwise",
+            grads(dreg, dec),
+            grads(path, dec),
+            rtol=1e-10,
+            atol=1e-13,
+        )
+        if k == 1:
+            with torch.random.fork_rng():
+                stl = model.log_weights(x, 1, sticking_the_landing=True)[0]
+            check_close(
+                "k = 1: DReG's encoder gradient = STL's",
+                grads(dreg, enc),
+                grads(stl, enc),
+                rtol=1e-10,
+                atol=1e-13,
+            )
+
+
+def test_dreg_and_pathwise_iwae_gradients_agree_in_mean():
+    """DReG is unbiased: along the pathwise mean its draws agree with pathwise draws (k = 5)."""
+    from companion.checks import check_agree
+
+    model, x = _small(seed=3), _binary(8, 6)
+    seed_everything(4)
+    v = gradient_draws(model, x, objective="iwae", num_particles=5, num_draws=200).mean
+    path = gradient_draws(model, x, objective="iwae", num_particles=5, num_draws=2000).samples
+    dreg = gradient_draws(
+        model, x, objective="iwae", num_particles=5, num_draws=2000, estimator="dreg"
+    ).samples
+    check_agree("DReG and pathwise gradients of L_5 agree in mean", dreg, path, direction=v)
+
+
+def test_iwae_training_runs_and_records_its_options(tmp_path):
+    model, path = _small(), tmp_path / "iwae.pt"
+    history = train(
+        model,
+        torch.rand(30, 6),
+        torch.rand(10, 6),
+        epochs=2,
+        batch_size=10,
+        objective="iwae",
+        num_particles=3,
+        estimator="dreg",
+        checkpoint=path,
+        progress=False,
+    )
+    assert history.epochs == 2 and len(history.test_elbo) == 2
+    options = torch.load(path, weights_only=True)["options"]
+    assert options["objective"] == "iwae" and options["estimator"] == "dreg"
+    train(
+        _small(),
+        torch.rand(30, 6),
+        epochs=1,
+        batch_size=10,
+        free_bits=0.2,
+        checkpoint=path,
+        progress=False,
+    )
+    assert torch.load(path, weights_only=True)["options"]["free_bits"] == 0.2
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(objective="iwea"), ValueError, "objective must be one of"),
+        (dict(objective=1), TypeError, "objective must be one of"),
+        (dict(objective="iwae", estimator="stl"), ValueError, "STL is biased"),
+        (dict(objective="iwae", estimator="score_function"), ValueError, "objective='iwae'"),
+        (dict(estimator="dreg"), ValueError, "objective='iwae' only"),
+        (dict(kl_weight=-1.0), ValueError, "kl_weight"),
+        (dict(kl_weight="2"), TypeError, "kl_weight"),
+        (dict(kl_weight=float("nan")), ValueError, "kl_weight"),
+        (dict(warmup_epochs=-1), ValueError, "warmup_epochs"),
+        (dict(warmup_epochs=1.5), TypeError, "warmup_epochs"),
+        (dict(free_bits=-0.1), ValueError, "free_bits"),
+        (dict(free_bits=0.1, estimator="stl"), ValueError, "free_bits apply"),
+        (dict(kl_weight=2.0, objective="iwae"), ValueError, "kl_weight"),
+    ],
+)
+def test_bad_objective_options_are_named(kwargs, error, match):
+    model = _small()
+    snapshot = _snapshot(model)
+    with pytest.raises(error, match=match):
+        train(model, torch.rand(10, 6), epochs=1, progress=False, **kwargs)
+    _assert_unchanged(model, snapshot)
+    if "kl_weight" not in kwargs and "free_bits" not in kwargs and "warmup_epochs" not in kwargs:
+        with pytest.raises(error, match=match):
+            gradient_draws(model, _binary(3, 6), num_draws=2, **kwargs)

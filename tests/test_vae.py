@@ -380,6 +380,8 @@ def test_vae_does_not_re_export_training_or_data():
         "SCALE_FLOOR",
         "MAX_LOG_WEIGHTS",
         "EVAL_BYTES",
+        "latent_usage",
+        "ACTIVITY_THRESHOLD",
     }
 
 
@@ -441,3 +443,34 @@ def test_evaluation_of_mnist_sized_test_set_stays_under_a_binder_budget():
     peak_kb, finite = int(out[1]), out[3] == "True"
     assert finite
     assert peak_kb < 1.5 * 2**20, f"peak resident memory {peak_kb / 2**20:.2f} GB"
+
+
+def test_latent_usage_is_the_variance_of_posterior_means_and_the_closed_form_kl():
+    """A_l = Var_x E_q[z_l] (n − 1 denominator) and KL_l = mean_x KL(q_l || N(0, 1)), summing to
+    the KL term of the ELBO; a unit whose q is the prior for every image has A_l = KL_l = 0."""
+    from companion.vae import ACTIVITY_THRESHOLD, latent_usage
+
+    seed_everything(0)
+    model = VAE(6, 3, 8)
+    x = binarize(torch.rand(7, 6))
+    activity, kl = latent_usage(model, x)
+    q = model.encode(x)
+    check_close("activity", activity, q.base_dist.loc.var(0), rtol=1e-12)
+    check_close(
+        "sum of per-unit KL = the KL term",
+        kl.sum(),
+        kl_divergence(q, model.prior).mean(),
+        rtol=1e-12,
+    )
+    with torch.no_grad():  # unit 0 switched off: loc 0 and raw scale giving σ = 1 for every x
+        last = model.encoder[-1]
+        for row in (0, 3):
+            last.weight[row] = 0.0
+        last.bias[0] = 0.0
+        last.bias[3] = math.log(math.expm1(1.0 - SCALE_FLOOR))
+    activity, kl = latent_usage(model, x)
+    assert activity[0] == 0.0 and abs(kl[0].item()) < 1e-12 and activity[0] <= ACTIVITY_THRESHOLD
+    with pytest.raises(ValueError, match="at least 2 images"):
+        latent_usage(model, x[:1])
+    with pytest.raises(TypeError, match="model must be"):
+        latent_usage("vae", x)

@@ -3,7 +3,8 @@
 Runs after both builds: `make test` builds the book and the student edition first.
 A line of each solution (code, or prose without markup) is looked up in the text of the
 rendered pages: it must be in the full edition (which shows the lookup works) and nowhere
-in the student edition.
+in the student edition, nor in its notebooks (the pages' downloads, and the notebooks to hand
+out, _build/student/notebooks), which have the implement-it exercises' stubs instead.
 """
 
 import json
@@ -73,8 +74,35 @@ def test_exercises_stay_in_the_student_edition(entry):
 
 def test_no_solution_text_anywhere_in_the_student_site():
     lines = {line for entry in CHAPTERS for line in lines_of(entry)}
-    assert not (STUDENT / "_sources").exists(), "the student edition ships the notebooks' sources"
     for page in STUDENT.rglob("*.html"):
         text = page_text(page)
         leaked = [line for line in lines if line in text]
         assert not leaked, f"{page.relative_to(STUDENT)}: {leaked[:2]}"
+
+
+def notebook_text(path: Path) -> str:
+    """The sources of a notebook's cells, whitespace collapsed to single spaces."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return " ".join(" ".join("".join(c["source"]) for c in cells).split())
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_the_student_notebooks_have_stubs_and_no_solution(entry):
+    """Both the site's download (with outputs) and the notebook to hand out (without)."""
+    lines = lines_of(entry)
+    name = Path(entry).name
+    download = STUDENT / "_sources" / f"{entry}.ipynb"
+    handout = ROOT / "_build" / "student" / "notebooks" / f"{name}.ipynb"
+    for path in (download, handout):
+        assert path.exists(), f"{path.relative_to(ROOT)} is missing"
+        text = notebook_text(path)
+        leaked = [line for line in lines if line in text]
+        assert not leaked, f"{path.relative_to(ROOT)}: solution text {leaked[:2]}"
+        assert text.count("raise NotImplementedError(") >= 2, f"{path.name}: no stubs"
+    cells = json.loads(handout.read_text())["cells"]
+    assert all(not c.get("outputs") for c in cells), f"{handout.name} has outputs"
+
+
+def test_the_download_button_gives_the_student_notebook():
+    page = (STUDENT / f"{CHAPTERS[0]}.html").read_text()
+    assert f"_sources/{CHAPTERS[0]}.ipynb" in page
