@@ -40,7 +40,7 @@ $(STAMP): requirements.txt pyproject.toml scripts/fetch_mathjax.py scripts/fetch
 	touch $(STAMP)
 
 # Unit tests and doctests of companion/ and tests/ (no chapter is executed), then lint and
-# the formatter's check; all three run, and any failure fails. Tests marked slow (ten seconds
+# the formatter's check; all three run, and any failure fails. Tests marked slow (2.5 seconds
 # or more each) are left to make test.
 check: $(STAMP)
 	status=0; \

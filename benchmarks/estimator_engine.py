@@ -11,15 +11,20 @@ which has none, for the score function only), at N = 10^5 draws:
 
 Target (issue: companion 1.0): every ratio at most 3. The N copies of θ are built without
 torch's argument validation (θ itself is validated once), which brought MultivariateNormal's
-pathwise ratio from about 5 to about 2.3. Measured misses that remain: the score function on
-the families with matrix parameters (MultivariateNormal about 5.5, LowRankMultivariateNormal
-about 7.5, and its pathwise about 4), where N copies of θ turn the one triangular solve of the
-plain surrogate into N batched 2x2 solves and their backward; forward-mode Jacobians
-(torch.func.jacfwd, D passes with θ shared) measured 2.3x, 3.0x, 3.7x and 4.2x on those four,
-so neither engine meets the target on all. For the cheapest families (Normal, Uniform, Gumbel
-pathwise, about 1 ms plain) the ratio sits between 2 and 4 from run to run: the fixed cost of
-the structural checks on three rows and of the standard error over (N, D) is a millisecond or
-two. Each time is the best of ``--repeats`` runs (the least disturbed).
+pathwise ratio from about 5 to about 2.3. The two families with matrix parameters still
+missed with copies (score function: MultivariateNormal about 5, LowRankMultivariateNormal
+6 to 8, its pathwise about 4): N copies of θ turn the plain surrogate's one triangular solve
+with N right-hand sides into N solves of 2 × 2 (and N Cholesky factors) and their backward,
+and torch's batched linear algebra costs per matrix. Neither torch.func route met the
+target on both (forward-mode Jacobians with θ shared, D passes: 2.3 to 4.2; vmap of grad:
+4 to 6.4), so for these two families the estimators now take a closed form in the
+distribution's parameters ψ with ∂ψ/∂θ from autograd (``companion._gaussian_rows``), whose
+rows equal the engine's to rounding; measured 1.1 to 2.7. For the cheapest families
+(Normal, Uniform, Gumbel pathwise, about 1 ms plain) the fixed cost of the structural checks
+on three rows and of the standard error over (N, D) is a millisecond or so, and the ratio
+moves between about 1.7 and 2.8 from run to run. Each time is the best of ``--repeats``
+rounds, the engine and the plain surrogate alternating, so that a burst of load on a shared
+machine falls on both.
 
 Then the peak memory of ``pathwise`` for θ of D = 3·10^4, 10^5 and 3·10^5 entries (a Normal per
 entry, f reading two of them, N = 100 draws), each in a fresh process, against the size of its
@@ -121,12 +126,22 @@ def f(x: torch.Tensor) -> torch.Tensor:
 
 def best_time(fn, repeats: int) -> float:
     """Smallest wall-clock time of ``repeats`` calls, in seconds."""
-    times = []
+    return best_times([fn], repeats)[0]
+
+
+def best_times(fns, repeats: int) -> list[float]:
+    """Smallest wall-clock time of each of ``fns`` over ``repeats`` rounds, in seconds.
+
+    The calls alternate (one of each per round), so that a burst of load on a shared machine
+    falls on both sides of a comparison rather than on one.
+    """
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [min(t) for t in times]
 
 
 def plain_pathwise(dist_fn, theta, n):
@@ -169,7 +184,7 @@ def measure_times(num_samples: int, repeats: int) -> list[dict]:
             )
         for estimator, engine, plain in pairs:
             engine(), plain()  # warm-up
-            t_engine, t_plain = best_time(engine, repeats), best_time(plain, repeats)
+            t_engine, t_plain = best_times([engine, plain], repeats)
             rows.append(
                 {
                     "distribution": name,

@@ -17,6 +17,15 @@ backward pass of Σ_n y_n gives every row ∂y_n/∂θ at once (the copies share
 their gradients differ). That is why ``dist_fn`` is *batched*: it maps θ of shape ``(..., D)``
 to a distribution whose batch shape starts with θ's leading dimensions, e.g.
 ``lambda t: Normal(t[..., 0], t[..., 1])``.
+
+Two families are the exception: for ``MultivariateNormal`` and ``LowRankMultivariateNormal``
+N copies of θ would mean N triangular solves (and Cholesky factors) of one small matrix,
+which torch's batched linear algebra does one matrix at a time, several times slower than
+the plain surrogate. Their per-sample gradients with respect to the distribution's own
+parameters ψ have a closed form that uses each matrix once (see ``_gaussian_rows``), and
+the chain rule to θ needs only ∂ψ/∂θ, which autograd computes once through ``dist_fn``. The
+draws are the ones ``rsample`` and ``sample`` make, so in well-conditioned cases the rows
+equal the engine's to rounding (tested in float64).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import warnings
 
 import torch
 
+from . import _gaussian_rows as gaussian_rows
 from ._validation import (
     check_allocation,
     check_bool,
@@ -95,7 +105,7 @@ def _copies_dist(dist_fn, copies: torch.Tensor) -> torch.distributions.Distribut
         torch.distributions.Distribution.set_default_validate_args(previous)
 
 
-def _check_dist_fn(dist_fn, theta: torch.Tensor, *, reparameterized: bool = False):
+def _check_dist_fn(dist_fn, theta: torch.Tensor, *, reparameterized: bool = False, dist=None):
     """dist_fn(θ), after checking that dist_fn treats copies of θ separately.
 
     On m = 3 copies (2 when D = 3, so that m cannot be mistaken for D) the batch shape must be
@@ -104,9 +114,11 @@ def _check_dist_fn(dist_fn, theta: torch.Tensor, *, reparameterized: bool = Fals
     0 and 2: an exact,
     structural test, so a dist_fn that reduces over θ (``t.norm()``, ``t.sum()``) or reads
     a row of it (``t[0]``) is caught even when the shapes come out right. The probe's draws
-    come from a forked generator: the caller's random stream is not moved.
+    come from a forked generator: the caller's random stream is not moved. ``dist``, when
+    given, is dist_fn(θ) already built.
     """
-    dist = _make_dist(dist_fn, theta)
+    if dist is None:
+        dist = _make_dist(dist_fn, theta)
     m = 2 if theta.shape[0] == 3 else 3
     try:
         with torch.random.fork_rng(devices=[]), torch.enable_grad():
@@ -246,16 +258,56 @@ def _rows(
             f"{what} returned values that do not depend on theta: the "
             "gradient would be a silent zero (was theta detached?)"
         )
+    return _check_rows_finite(grads, what)
+
+
+def _check_rows_finite(grads: torch.Tensor, what: str) -> torch.Tensor:
+    """Refuse per-sample gradients with NaN or inf, naming the first bad draw."""
     bad = None if torch.isfinite(grads.sum()) else ~torch.isfinite(grads).all(dim=1)
     if bad is not None and bad.any():
         n = int(bad.nonzero()[0])
         raise ValueError(
             f"the gradient of {what} is not finite for {int(bad.sum())} of "
-            f"{num_samples} draws (first: draw {n}, gradient {grads[n].tolist()}); "
-            f"in {theta.dtype} the draw may be at the edge of the support: try "
+            f"{grads.shape[0]} draws (first: draw {n}, gradient {grads[n].tolist()}); "
+            f"in {grads.dtype} the draw may be at the edge of the support: try "
             "float64 theta"
         )
     return grads
+
+
+def _dist_and_jacobian(dist_fn, theta: torch.Tensor, *, reparameterized: bool):
+    """dist_fn(θ), checked on copies of θ, and ∂ψ/∂θ when the rows have a closed form.
+
+    See :mod:`companion._gaussian_rows`: for MultivariateNormal and LowRankMultivariateNormal
+    the per-sample gradients with respect to the distribution's parameters ψ are cheap in
+    closed form, where N copies of θ would factor N identical matrices. ``dist_fn`` is
+    checked on three copies of θ (:func:`_check_dist_fn`) either way, so that what it must
+    be does not depend on the family. It is called on a θ that requires grad, for the
+    Jacobian; if it fails there (e.g. it converts θ to NumPy), on θ without, and the engine
+    runs. The Jacobian is None where the engine runs.
+    """
+    leaf = theta.clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            dist = _make_dist(dist_fn, leaf)
+    except RuntimeError:
+        leaf = dist = None
+    dist = _check_dist_fn(dist_fn, theta, reparameterized=reparameterized, dist=dist)
+    if leaf is None or not gaussian_rows.supports(dist, theta.numel()):
+        return dist, None
+    try:
+        with torch.enable_grad():
+            jac = gaussian_rows.jacobian(gaussian_rows.parameters(dist), leaf)
+    except RuntimeError:
+        jac = None
+    return dist, jac
+
+
+def _check_closed_form_size(num_samples: int, theta: torch.Tensor, jac) -> None:
+    """Refuse, before allocating, N rows of ∂ℓ/∂ψ that cannot fit in memory."""
+    if jac is not None:
+        size = num_samples * jac.shape[0] * theta.element_size()
+        check_allocation("num_samples", num_samples, size)
 
 
 def _probe_rows(values: torch.Tensor, copies: torch.Tensor, what: str) -> None:
@@ -353,19 +405,25 @@ def score_function(f, dist_fn, theta, num_samples, *, baseline=None) -> Estimate
         tensor([1.9910, 2.0057])
     """
     theta, num_samples = _check_common(f, dist_fn, theta, num_samples)
+    dist, jac = _dist_and_jacobian(dist_fn, theta, reparameterized=False)
+    _check_size(num_samples, theta, dist)
+    _check_closed_form_size(num_samples, theta, jac)
     with torch.no_grad():
-        dist = _check_dist_fn(dist_fn, theta)
-        _check_size(num_samples, theta, dist)
         x = dist.sample((num_samples,))  # (N, *batch_shape, *event_shape), no path to θ
         values = evaluate_f(f, x, num_samples).to(theta.dtype)  # (N,)
     centred = centre(values, baseline, num_coordinates=theta.shape[0])  # (N,) or (N, D)
-    scores = _rows(
-        lambda t: _flat_log_prob(_copies_dist(dist_fn, t), x, num_samples),
-        theta,
-        num_samples,
-        what="log p(x; θ) of dist_fn(theta)",
-        probe=False,
-    )
+    what = "log p(x; θ) of dist_fn(theta)"
+    if jac is not None:  # rows ∂ log p/∂ψ in closed form, times ∂ψ/∂θ
+        rows = gaussian_rows.score_rows(dist, x, jac).to(theta.dtype)
+        scores = _check_rows_finite(rows, what)
+    else:
+        scores = _rows(
+            lambda t: _flat_log_prob(_copies_dist(dist_fn, t), x, num_samples),
+            theta,
+            num_samples,
+            what=what,
+            probe=False,
+        )
     return summarize(centred[:, None] * scores if centred.dim() == 1 else centred * scores)
 
 
@@ -379,7 +437,8 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
 
     Needs ``dist_fn(theta).has_rsample`` and f differentiable in x. Every family with
     ``rsample`` works, implicit ones (Gamma, Beta, Dirichlet) included, at the cost of one
-    batch gradient (see :func:`per_sample_gradients`); VonMises has no ``rsample`` in torch.
+    batch gradient (see :func:`per_sample_gradients`; the two multivariate normal families
+    take a closed form, see the module's docstring); VonMises has no ``rsample`` in torch.
     f must act on each sample separately, and ``dist_fn`` on each copy of θ separately: both
     are tested on three rows by the gradient of one row (so mixing through values or through
     gradients is caught; mixing confined to rows the test does not see is not). An f that
@@ -415,7 +474,7 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
         torch.Size([2])
     """
     theta, num_samples = _check_common(f, dist_fn, theta, num_samples)
-    dist = _check_dist_fn(dist_fn, theta, reparameterized=True)
+    dist, jac = _dist_and_jacobian(dist_fn, theta, reparameterized=True)
     if not dist.has_rsample:
         raise ValueError(
             f"dist_fn(theta) returned a {type(dist).__name__}, which has no reparameterized "
@@ -430,6 +489,7 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
             "straight-through estimate deliberately"
         )
     _check_size(num_samples, theta, dist)
+    _check_closed_form_size(num_samples, theta, jac)
 
     def values(copies):  # f(x(θ_n, ε_n)), one fresh draw per copy of θ
         x = _copies_dist(dist_fn, copies).rsample()  # (N, *batch_shape, *event_shape)
@@ -439,18 +499,24 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
                 "theta (did dist_fn detach theta, or build the distribution "
                 "from constants?); the pathwise gradient would be a silent zero"
             )
-        y = evaluate_f(f, x, num_samples)
-        if not y.requires_grad:
-            raise ValueError(
-                "f(x) has no differentiable path from x (f detached x, or returned integers "
-                "or booleans, e.g. a step function): its pathwise gradient would be a silent "
-                "zero, not ∇θ E[f]; use score_function or finite_difference"
-            )
-        _check_rowwise(f, x)
-        return y.to(theta.dtype)
+        return _f_on_draws(f, x, num_samples).to(theta.dtype)
 
-    est = summarize(_rows(values, theta, num_samples, what="f", probe=False))
-    if not est.samples.any():
+    if jac is not None:  # ∇f(x_n) by one backward pass, then the closed form in ψ
+        x, noise = gaussian_rows.draw(dist, num_samples)
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            y = _f_on_draws(f, x, num_samples)
+            (grad_x,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+        if grad_x is None:  # y has a graph, but not to x
+            raise ValueError(
+                "f returned values that do not depend on theta: the gradient would be a "
+                "silent zero (was theta detached?)"
+            )
+        rows = gaussian_rows.path_rows(dist, noise, grad_x.to(x.dtype), jac).to(theta.dtype)
+        est = summarize(_check_rows_finite(rows, "f"))
+    else:
+        est = summarize(_rows(values, theta, num_samples, what="f", probe=False))
+    if not (est.mean.any() or est.stderr.any() or est.samples.any()):
         warnings.warn(
             "every per-sample pathwise gradient is exactly 0, so the estimate is 0 with "
             "standard error 0: right if f is flat wherever it was drawn, wrong if f is "
@@ -459,6 +525,19 @@ def pathwise(f, dist_fn, theta, num_samples) -> Estimate:
             stacklevel=2,
         )
     return est
+
+
+def _f_on_draws(f, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """f(x) with a graph to x, after checking that f has one and acts on each row alone."""
+    y = evaluate_f(f, x, num_samples)
+    if not y.requires_grad:
+        raise ValueError(
+            "f(x) has no differentiable path from x (f detached x, or returned integers "
+            "or booleans, e.g. a step function): its pathwise gradient would be a silent "
+            "zero, not ∇θ E[f]; use score_function or finite_difference"
+        )
+    _check_rowwise(f, x)
+    return y
 
 
 def _values_at(f, dist_fn, theta, num_samples, seed, step, d) -> torch.Tensor:

@@ -157,6 +157,7 @@ def _cached(cache_path, path):
         return None
 
 
+@pytest.mark.slow
 def test_bench_fails_loudly_on_an_error_and_caches_nothing(tmp_path, capfd):
     bad = _notebook(tmp_path / "bad.ipynb", "x = 1", "assert x == 2, 'x is not two'", "print(x)")
     cache_path = tmp_path / "cache"
@@ -250,6 +251,7 @@ def test_the_guard_reads_logs_and_names_the_problem(tmp_path, capsys):
     assert "the build did not take book/" in err and "benchmarks/chapters.py" in err
 
 
+@pytest.mark.slow
 @needs_make
 def test_make_lab_starts_a_server_as_any_user_without_a_browser(tmp_path):
     """make lab on a chosen port, without a browser; as root (this container, a cloud VM) it

@@ -874,6 +874,7 @@ def test_iwae_surrogates_value_and_exact_gradients():
             )
 
 
+@pytest.mark.slow
 def test_dreg_and_pathwise_iwae_gradients_agree_in_mean():
     """DReG is unbiased: along the pathwise mean its draws agree with pathwise draws (k = 5)."""
     from companion.checks import check_agree

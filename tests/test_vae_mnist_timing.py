@@ -33,6 +33,7 @@ def _restore_torch():
     torch.set_default_dtype(dtype)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("_restore_torch")
 def test_tiny_run_writes_the_structure_the_chapter_reads(tmp_path):
     out = tmp_path / "timing.json"

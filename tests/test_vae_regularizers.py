@@ -59,6 +59,7 @@ def _check_structure(results: dict, module) -> None:
                     )
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("_restore_torch")
 def test_tiny_sweep_runs_and_writes_the_results_file(tmp_path):
     module = _script()
